@@ -1,0 +1,42 @@
+# The two entry points of the README: `make serve` and `make test`, both from a fresh Debian machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+APT_PACKAGES := dataset-fashion-mnist prometheus wrk
+
+.PHONY: serve test bench install install-dev apt-deps lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[train,dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+# Debian packages the tests use for real: the dataset, Prometheus/promtool, wrk.
+apt-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing Debian packages:$$missing (run as root or: sudo apt-get install -y$$missing)"; exit 2; fi; \
+	fi
+
+serve: install
+	$(BIN)/garment-sorter serve --host $(HOST) --port $(PORT)
+
+test: apt-deps install-dev
+	$(BIN)/python -m pytest
+
+bench: apt-deps install-dev
+	$(BIN)/garment-sorter bench

@@ -1,0 +1,299 @@
+"""Fashion-MNIST from the four original IDX files: find, validate, split, and feed to Keras."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+IMAGE_SHAPE = (28, 28)
+
+APT_PACKAGE = "dataset-fashion-mnist"
+DIR_VARIABLE = "FASHION_MNIST_DIR"
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+KERAS_CACHE_DIR = Path("~/.keras/datasets/fashion-mnist")
+
+# name stem -> (IDX magic number, expected shape)
+IDX_MAGIC_IMAGES = 2051  # 0x00000803: unsigned byte, 3 dimensions
+IDX_MAGIC_LABELS = 2049  # 0x00000801: unsigned byte, 1 dimension
+FILES = {
+    "x_train": ("train-images-idx3-ubyte", IDX_MAGIC_IMAGES, (60000, 28, 28)),
+    "y_train": ("train-labels-idx1-ubyte", IDX_MAGIC_LABELS, (60000,)),
+    "x_test": ("t10k-images-idx3-ubyte", IDX_MAGIC_IMAGES, (10000, 28, 28)),
+    "y_test": ("t10k-labels-idx1-ubyte", IDX_MAGIC_LABELS, (10000,)),
+}
+
+VALIDATION_SIZE = 10_000
+DEFAULT_SPLIT_SEED = 1234
+
+
+class DatasetError(RuntimeError):
+    """The dataset is missing or a file in it is not a valid Fashion-MNIST IDX file."""
+
+
+@dataclass(frozen=True)
+class FashionMNIST:
+    """The raw dataset as shipped: uint8 images (N, 28, 28) and uint8 labels (N,)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    sha256: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Split:
+    """The 60,000 training images split into train and validation; test stays untouched."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    train_index: np.ndarray
+    val_index: np.ndarray
+
+
+def candidate_dirs() -> list[Path]:
+    """Where the IDX files are looked for, in order."""
+    dirs = []
+    if os.environ.get(DIR_VARIABLE):
+        dirs.append(Path(os.environ[DIR_VARIABLE]).expanduser())
+    dirs.append(DEBIAN_DIR)
+    dirs.append(KERAS_CACHE_DIR.expanduser())
+    return dirs
+
+
+def _find_file(directory: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        path = directory / name
+        if path.is_file():
+            return path
+    return None
+
+
+def _has_all_files(directory: Path) -> bool:
+    return all(_find_file(directory, stem) is not None for stem, _, _ in FILES.values())
+
+
+def read_idx(path: Path, expected_magic: int, expected_shape: tuple[int, ...]) -> np.ndarray:
+    """Read one IDX file (gzipped or raw), checking magic number, dimensions and length."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        opener = gzip.open if head == b"\x1f\x8b" else open
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc})") from exc
+    ndim = len(expected_shape)
+    header_len = 4 + 4 * ndim
+    if len(raw) < header_len:
+        raise DatasetError(f"{path}: truncated header ({len(raw)} bytes, expected at least {header_len})")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != expected_magic:
+        raise DatasetError(f"{path}: bad IDX magic number {magic:#010x}, expected {expected_magic:#010x}")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if dims != expected_shape:
+        raise DatasetError(f"{path}: header declares shape {dims}, expected {expected_shape}")
+    expected_bytes = int(np.prod(expected_shape))
+    body = raw[header_len:]
+    if len(body) != expected_bytes:
+        what = "truncated" if len(body) < expected_bytes else "has trailing bytes"
+        raise DatasetError(f"{path}: {what}: {len(body)} data bytes, expected {expected_bytes}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(expected_shape).copy()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_from_dir(directory: Path) -> FashionMNIST:
+    """Load and validate the four IDX files in one directory."""
+    arrays: dict[str, np.ndarray] = {}
+    sha: dict[str, str] = {}
+    for key, (stem, magic, shape) in FILES.items():
+        path = _find_file(directory, stem)
+        if path is None:
+            raise DatasetError(f"{directory}: missing {stem}(.gz)")
+        arrays[key] = read_idx(path, magic, shape)
+        sha[path.name] = _sha256(path)
+    for key in ("y_train", "y_test"):
+        bad = arrays[key][arrays[key] >= NUM_CLASSES]
+        if bad.size:
+            stem = FILES[key][0]
+            raise DatasetError(f"{directory / stem}: label {int(bad[0])} outside 0..{NUM_CLASSES - 1}")
+    return FashionMNIST(source=str(directory), sha256=sha, **arrays)
+
+
+def _load_from_keras() -> FashionMNIST:
+    import keras
+
+    (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
+    return FashionMNIST(
+        x_train=np.asarray(x_train, np.uint8),
+        y_train=np.asarray(y_train, np.uint8),
+        x_test=np.asarray(x_test, np.uint8),
+        y_test=np.asarray(y_test, np.uint8),
+        source="keras.datasets.fashion_mnist (downloaded)",
+        sha256={},
+    )
+
+
+def load_fashion_mnist(allow_download: bool = True) -> FashionMNIST:
+    """Find the dataset in the known places; download through Keras only if none has it."""
+    for directory in candidate_dirs():
+        if directory.is_dir() and _has_all_files(directory):
+            log.info("Fashion-MNIST from %s", directory)
+            return load_from_dir(directory)
+    explicit = os.environ.get(DIR_VARIABLE)
+    if explicit:
+        raise DatasetError(
+            f"${DIR_VARIABLE}={explicit} does not hold the four Fashion-MNIST IDX files"
+        )
+    hint = (
+        f"Fashion-MNIST not found: run `apt-get install -y {APT_PACKAGE}` "
+        f"or set ${DIR_VARIABLE} to a directory with the four IDX files"
+    )
+    if not allow_download:
+        raise DatasetError(hint)
+    log.warning("Fashion-MNIST not found locally; downloading through keras.datasets (needs internet)")
+    try:
+        return _load_from_keras()
+    except Exception as exc:  # any network or parse failure ends in the same advice
+        raise DatasetError(f"{hint} (download failed: {type(exc).__name__})") from exc
+
+
+def split_train_validation(
+    data: FashionMNIST, val_size: int = VALIDATION_SIZE, seed: int = DEFAULT_SPLIT_SEED
+) -> Split:
+    """Stratified, seeded split of the 60,000 training images; the test set is passed through."""
+    rng = np.random.default_rng(seed)
+    per_class = val_size // NUM_CLASSES
+    val_parts = []
+    for label in range(NUM_CLASSES):
+        members = np.flatnonzero(data.y_train == label)
+        val_parts.append(rng.choice(members, size=per_class, replace=False))
+    val_index = np.sort(np.concatenate(val_parts))
+    train_mask = np.ones(len(data.y_train), dtype=bool)
+    train_mask[val_index] = False
+    train_index = np.flatnonzero(train_mask)
+    return Split(
+        x_train=data.x_train[train_index],
+        y_train=data.y_train[train_index],
+        x_val=data.x_train[val_index],
+        y_val=data.y_train[val_index],
+        x_test=data.x_test,
+        y_test=data.y_test,
+        train_index=train_index,
+        val_index=val_index,
+    )
+
+
+def to_model_inputs(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1]."""
+    return (images.astype(np.float32) / 255.0)[..., None]
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+
+
+def make_augmenter(seed: int | None = None):
+    """Keras preprocessing layers: today's equivalent of the study's ImageDataGenerator.
+
+    Random crop after 2-pixel padding (translation), horizontal flip (garments are
+    left-right symmetric in the dataset), and random erasing of one small patch.
+    """
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    class RandomErasing(layers.Layer):
+        """Zero a random rectangle in each image with probability `rate` (Zhong et al. 2017)."""
+
+        def __init__(self, rate: float = 0.5, max_size: int = 12, seed: int | None = None, **kwargs):
+            super().__init__(**kwargs)
+            self.rate = rate
+            self.max_size = max_size
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            batch = tf.shape(images)[0]
+            height, width = images.shape[1], images.shape[2]
+            draws = keras.random.uniform((batch, 5), seed=self.seed_generator)
+            size_h = tf.cast(2 + draws[:, 0] * (self.max_size - 2), tf.int32)
+            size_w = tf.cast(2 + draws[:, 1] * (self.max_size - 2), tf.int32)
+            top = tf.cast(draws[:, 2] * tf.cast(height - size_h, tf.float32), tf.int32)
+            left = tf.cast(draws[:, 3] * tf.cast(width - size_w, tf.float32), tf.int32)
+            apply = draws[:, 4] < self.rate
+            rows = tf.range(height)[None, :, None]
+            cols = tf.range(width)[None, None, :]
+            inside = (
+                (rows >= top[:, None, None])
+                & (rows < (top + size_h)[:, None, None])
+                & (cols >= left[:, None, None])
+                & (cols < (left + size_w)[:, None, None])
+                & apply[:, None, None]
+            )
+            return tf.where(inside[..., None], tf.zeros_like(images), images)
+
+    return keras.Sequential(
+        [
+            layers.ZeroPadding2D(2),
+            layers.RandomCrop(28, 28, seed=seed),
+            layers.RandomFlip("horizontal", seed=seed),
+            RandomErasing(seed=seed),
+        ],
+        name="augment",
+    )
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    shuffle: bool = False,
+    augment: bool = False,
+    seed: int = 0,
+):
+    """tf.data pipeline of (float32 images in [0,1], one-hot labels), batched and prefetched."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((to_model_inputs(images), one_hot(labels)))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if augment:
+        augmenter = make_augmenter(seed)
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
