@@ -1,0 +1,1 @@
+"""Fashion-MNIST training: data, the study's architectures, training, reports, export."""

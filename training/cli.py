@@ -1,0 +1,208 @@
+"""`garment-sorter explore|train|compare|export|calibrate` (also `python -m training ...`).
+
+Every user mistake (missing dataset, unknown architecture, bad flag value) ends in one line on
+stderr and exit code 2, before anything is written under models/ or reports/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+DEFAULT_MODEL_ROOT = Path("models/fashion-cnn")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _add_train_options(p: argparse.ArgumentParser, default_epochs: int) -> None:
+    p.add_argument("--epochs", type=_positive_int, default=default_epochs)
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
+                   help="random crop (2-px pad), horizontal flip, random erasing")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--patience", type=_positive_int, default=50, help="EarlyStopping patience in epochs")
+    p.add_argument("--optimizer", default="adam", help="adam | adamw | sgd")
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled weight decay")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--lr-schedule", default="constant", help="constant | cosine (with --warmup-epochs)")
+    p.add_argument("--warmup-epochs", type=int, default=0)
+    p.add_argument("--strategy", default="default", help="default | mirrored | multiworker (TF_CONFIG)")
+    p.add_argument("--limit-train", type=_positive_int, default=None, help="use the first N training images")
+    p.add_argument("--full-train", action="store_true",
+                   help="train on all 60,000 (train + validation); no early stopping")
+    p.add_argument("--histograms", action=argparse.BooleanOptionalAction, default=True,
+                   help="TensorBoard weight and gradient histograms")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+
+
+def _train_config(args: argparse.Namespace, arch: str):
+    from training.train import TrainConfig
+
+    return TrainConfig(
+        arch=arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        seed=args.seed,
+        patience=args.patience,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        lr_schedule=args.lr_schedule,
+        warmup_epochs=args.warmup_epochs,
+        strategy=args.strategy,
+        limit_train=args.limit_train,
+        full_train=args.full_train,
+        histograms=args.histograms,
+    )
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from training import data, explore
+
+    dataset = data.load_fashion_mnist()
+    for path in explore.write_report(dataset, Path(args.out)):
+        print(path)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import train
+
+    config = _train_config(args, args.arch)
+    config.validate()
+    out = Path(args.out) if args.out else Path("runs") / args.arch
+    result = train(config, out, resume=args.resume)
+    print(json.dumps({k: v for k, v in result.to_json().items() if k != "history"}, indent=2))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from training import architectures
+    from training.compare import compare
+
+    archs = args.archs or list(architectures.STUDY_ARCHITECTURES)
+    base = _train_config(args, archs[0])
+    payload = compare(archs, base, Path(args.runs_dir), Path(args.out), resume=args.resume, note=args.note or "")
+    print(json.dumps({"selected_study_model": payload["selected_study_model"]}))
+    if args.export and payload["selected_study_model"]:
+        row = next(r for r in payload["rows"] if r["arch"] == payload["selected_study_model"])
+        print(_export_run(Path(row["run_dir"]), Path(args.model_root), None))
+    return 0
+
+
+def _export_run(run_dir: Path, model_root: Path, version: int | None, temperature: float | None = None,
+                extra: dict | None = None) -> Path:
+    from training import data, export
+    from training.train import load_best
+
+    run_file = run_dir / "run.json"
+    if not run_file.exists():
+        raise ValueError(f"{run_dir} is not a finished training run (no run.json); train it first")
+    run = json.loads(run_file.read_text())
+    calibration_file = run_dir / "calibration.json"
+    calibration = json.loads(calibration_file.read_text()) if calibration_file.exists() else {}
+    dataset = data.load_fashion_mnist()
+    metadata = {
+        "validation_accuracy": run["val_accuracy"],
+        "test_accuracy": run["test_accuracy"],
+        "train_accuracy": run["train_accuracy"],
+        "training": {**run["config"], "epochs_run": run["epochs_run"], "best_epoch": run["best_epoch"],
+                     "wall_time_s": run["wall_time_s"]},
+        "dataset_source": dataset.source,
+        "dataset_sha256": dataset.sha256,
+        **{k: v for k, v in calibration.items() if k != "temperature"},
+        **(extra or {}),
+    }
+    if temperature is None:
+        temperature = float(calibration.get("temperature", 1.0))
+    return export.export(load_best(run_dir), model_root, metadata, version=version, temperature=temperature)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    print(_export_run(Path(args.run), Path(args.model_root), args.version))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from training.calibrate import calibrate_run
+
+    result = calibrate_run(Path(args.run), Path(args.out) if args.out else None)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the training subcommands to a parent CLI (the `garment-sorter` console script)."""
+    from training.architectures import ARCHITECTURES
+
+    p = subparsers.add_parser("explore", help="dataset summary, samples and class balance")
+    p.add_argument("--out", default="reports/")
+    p.set_defaults(func=cmd_explore)
+
+    p = subparsers.add_parser("train", help="train one architecture on the 50k/10k split")
+    p.add_argument("--arch", required=True, help=f"one of: {', '.join(ARCHITECTURES)}")
+    p.add_argument("--out", default=None, help="run directory (default runs/<arch>)")
+    _add_train_options(p, default_epochs=20)
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("compare", help="train several architectures, tabulate and select")
+    p.add_argument("--archs", nargs="+", default=None, help="default: the study's eight")
+    p.add_argument("--out", default="reports/")
+    p.add_argument("--runs-dir", default="runs/compare")
+    p.add_argument("--export", action="store_true", help="export the selected model as the next version")
+    p.add_argument("--model-root", default=str(DEFAULT_MODEL_ROOT))
+    p.add_argument("--note", default=None, help="a line added under the table (e.g. the epoch budget)")
+    _add_train_options(p, default_epochs=10)
+    p.set_defaults(func=cmd_compare)
+
+    p = subparsers.add_parser("export", help="export a finished run as models/fashion-cnn/<next version>")
+    p.add_argument("--run", required=True, help="run directory with best.keras and run.json")
+    p.add_argument("--model-root", default=str(DEFAULT_MODEL_ROOT))
+    p.add_argument("--version", type=_positive_int, default=None)
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser("calibrate", help="temperature, ECE and the review threshold for a run")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", default=None, help="directory for the calibration figures (default: the run)")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Dispatch, turning every anticipated user error into one line and exit code 2."""
+    from training.architectures import UnknownArchitecture
+    from training.data import DatasetError
+
+    try:
+        return args.func(args)
+    except (DatasetError, UnknownArchitecture, ValueError, FileExistsError, FileNotFoundError) as exc:
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {exc}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register(subparsers)
+    args = parser.parse_args(argv)
+    return run(args, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Train several architectures the same way, tabulate them beside the study, and pick the best."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from training import architectures, data, report
+from training.train import RunResult, TrainConfig, load_best, train
+
+COMPARISON_JSON = "comparison.json"
+COMPARISON_MD = "comparison.md"
+
+
+def _row(result: RunResult) -> dict:
+    arch = result.config.arch
+    study = architectures.STUDY_REPORTED.get(arch)
+    return {
+        "arch": arch,
+        "study_name": architectures.STUDY_NAMES.get(arch, "production" if arch == "fashion-cnn" else ""),
+        "params": result.params,
+        "train_accuracy": result.train_accuracy,
+        "val_accuracy": result.val_accuracy,
+        "test_accuracy": result.test_accuracy,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "wall_time_s": result.wall_time_s,
+        "augment": result.config.augment,
+        "batch_size": result.config.batch_size,
+        "run_dir": str(result.run_dir),
+        "study_train_val_test": list(study) if study else None,
+    }
+
+
+def load_rows(reports_dir: Path) -> list[dict]:
+    path = Path(reports_dir) / COMPARISON_JSON
+    return json.loads(path.read_text())["rows"] if path.exists() else []
+
+
+def select_best(rows: list[dict], among: tuple[str, ...] | None = None) -> dict:
+    """The study's objective: the lowest validation error (never the test set)."""
+    candidates = [r for r in rows if among is None or r["arch"] in among]
+    return max(candidates, key=lambda r: r["val_accuracy"])
+
+
+def write_tables(rows: list[dict], reports_dir: Path, note: str = "") -> dict:
+    reports_dir = Path(reports_dir)
+    order = {name: i for i, name in enumerate(architectures.ARCHITECTURES)}
+    rows = sorted(rows, key=lambda r: order.get(r["arch"], len(order)))
+    best_study = select_best(rows, architectures.STUDY_ARCHITECTURES) if any(
+        r["arch"] in architectures.STUDY_ARCHITECTURES for r in rows
+    ) else None
+    payload = {"rows": rows, "selected_study_model": best_study["arch"] if best_study else None}
+    (reports_dir / COMPARISON_JSON).write_text(json.dumps(payload, indent=2) + "\n")
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.2f}"
+
+    lines = [
+        "# Architecture comparison",
+        "",
+        "Same data for every model: 50,000 train / 10,000 validation (seeded, stratified split of the",
+        "60,000 training images); the 10,000 test images are used only for the last three columns'",
+        "test figure, never for selection or early stopping. Accuracies are measured on the",
+        "best-validation-loss checkpoint (dropout off).",
+        "",
+        "| model | study name | params | train % | val % | test % | epochs (best) | wall s | study train/val/test % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        study = "/".join(f"{v:g}" for v in r["study_train_val_test"]) if r["study_train_val_test"] else "n/a"
+        marker = " **selected**" if best_study and r["arch"] == best_study["arch"] else ""
+        lines.append(
+            f"| `{r['arch']}`{marker} | {r['study_name']} | {r['params']:,} | {pct(r['train_accuracy'])} | "
+            f"{pct(r['val_accuracy'])} | {pct(r['test_accuracy'])} | {r['epochs_run']} ({r['best_epoch']}) | "
+            f"{r['wall_time_s']:.0f} | {study} |"
+        )
+    if best_study:
+        lines += [
+            "",
+            f"Selected among the study's architectures by validation error: `{best_study['arch']}` "
+            f"(validation {pct(best_study['val_accuracy'])} %, test {pct(best_study['test_accuracy'])} %).",
+            "",
+            "![prediction grid](prediction_grid.png)",
+            "",
+            "![confusion matrix](confusion_matrix.png)",
+        ]
+    if note:
+        lines += ["", note]
+    lines += ["", "Learning curves: `curves/<model>.png`."]
+    (reports_dir / COMPARISON_MD).write_text("\n".join(lines) + "\n")
+    return payload
+
+
+def selected_model_figures(run_dir: Path, reports_dir: Path) -> dict:
+    """Prediction grid (15 test images) and confusion matrix for one trained model."""
+    dataset = data.load_fashion_mnist()
+    model = load_best(run_dir)
+    probs = model.predict(data.to_model_inputs(dataset.x_test), batch_size=1024, verbose=0)
+    predicted = np.argmax(probs, axis=1)
+    report.prediction_grid(dataset.x_test, dataset.y_test, predicted, Path(reports_dir) / "prediction_grid.png")
+    matrix = report.confusion_matrix(dataset.y_test, predicted)
+    report.confusion_matrix_plot(matrix, Path(reports_dir) / "confusion_matrix.png", title=f"{model.name}: test set")
+    (Path(reports_dir) / "confusion_matrix.md").write_text(report.per_class_table(matrix) + "\n")
+    return {"confusion_matrix": matrix.tolist()}
+
+
+def compare(
+    archs: list[str], base: TrainConfig, runs_dir: Path, reports_dir: Path, resume: bool = False, note: str = ""
+) -> dict:
+    for arch in archs:
+        replace(base, arch=arch).validate()
+    reports_dir = Path(reports_dir)
+    (reports_dir / "curves").mkdir(parents=True, exist_ok=True)
+    rows = {r["arch"]: r for r in load_rows(reports_dir)}
+    for arch in archs:
+        result = train(replace(base, arch=arch), Path(runs_dir) / arch, resume=resume)
+        report.learning_curves(result.history, reports_dir / "curves" / f"{arch}.png", title=arch)
+        rows[arch] = _row(result)
+        write_tables(list(rows.values()), reports_dir, note)  # after each model: progress survives a stop
+    payload = write_tables(list(rows.values()), reports_dir, note)
+    if payload["selected_study_model"]:
+        best = rows[payload["selected_study_model"]]
+        selected_model_figures(Path(best["run_dir"]), reports_dir)
+    return payload

@@ -1,0 +1,141 @@
+"""Write a trained model as models/<name>/<version>/: the only contract between training/ and app/.
+
+The version directory is a TensorFlow SavedModel (TF Serving layout) with signature
+``serving_default``: ``images`` uint8 [None, 28, 28, 1] (garment bright on black, as in the
+dataset) -> ``probabilities`` float32 [None, 10] (softmax of logits / temperature) and
+``logits`` float32 [None, 10]; ``metadata.json`` sits beside ``saved_model.pb``.
+It is written to a temporary directory and renamed into place, so a reader never sees half a
+version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from training.data import CLASS_NAMES
+
+MODEL_NAME = "fashion-cnn"
+SIGNATURE = "serving_default"
+INPUT_NAME = "images"
+METADATA_FILE = "metadata.json"
+INPUT_SPEC = {
+    "name": INPUT_NAME,
+    "dtype": "uint8",
+    "shape": [None, 28, 28, 1],
+    "polarity": "garment bright on black background (Fashion-MNIST)",
+    "scaling": "divided by 255 inside the graph",
+}
+
+
+def versions(model_root: Path) -> list[int]:
+    root = Path(model_root)
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def next_version(model_root: Path) -> int:
+    existing = versions(model_root)
+    return existing[-1] + 1 if existing else 1
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _write_savedmodel(keras_model, path: Path, temperature: float) -> None:
+    import keras
+    import tensorflow as tf
+
+    from training.architectures import logits_model
+
+    to_logits = logits_model(keras_model)
+    archive = keras.export.ExportArchive()
+    archive.track(to_logits)
+    inverse_temperature = tf.constant(1.0 / temperature, tf.float32)
+
+    def serve(images):
+        scaled = tf.cast(images, tf.float32) / 255.0
+        logits = tf.cast(to_logits(scaled, training=False), tf.float32)
+        return {"probabilities": tf.nn.softmax(logits * inverse_temperature), "logits": logits}
+
+    archive.add_endpoint(
+        name=SIGNATURE,
+        fn=serve,
+        input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.uint8, name=INPUT_NAME)],
+    )
+    archive.write_out(str(path), verbose=False)
+
+
+def export(
+    keras_model,
+    model_root: Path,
+    metadata: dict,
+    version: int | None = None,
+    temperature: float = 1.0,
+) -> Path:
+    """Export atomically to model_root/<version>/ and return that directory."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (got {temperature})")
+    model_root = Path(model_root)
+    model_root.mkdir(parents=True, exist_ok=True)
+    version = version if version is not None else next_version(model_root)
+    final = model_root / str(version)
+    if final.exists():
+        raise FileExistsError(f"{final} already exists; versions are immutable, export a new one")
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_root))
+    try:
+        _write_savedmodel(keras_model, staging, temperature)
+        full_metadata = {
+            "name": MODEL_NAME,
+            "version": version,
+            "architecture": keras_model.name.replace("_", "-"),
+            "params": int(keras_model.count_params()),
+            "class_names": list(CLASS_NAMES),
+            "input": INPUT_SPEC,
+            "outputs": {"probabilities": "float32 [None, 10]", "logits": "float32 [None, 10]"},
+            "signature": SIGNATURE,
+            "temperature": float(temperature),
+            "git_commit": git_commit(),
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **metadata,
+        }
+        (staging / METADATA_FILE).write_text(json.dumps(full_metadata, indent=2) + "\n")
+        os.chmod(staging, 0o755)
+        # rename() within one filesystem is atomic: the version appears whole or not at all.
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def load_signature(version_dir: Path):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(version_dir)).signatures[SIGNATURE]
+
+
+def predict_exported(version_dir: Path, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Run the exported signature on uint8 (N, 28, 28) or (N, 28, 28, 1) images."""
+    import tensorflow as tf
+
+    if images.ndim == 3:
+        images = images[..., None]
+    outputs = load_signature(version_dir)(**{INPUT_NAME: tf.constant(images, tf.uint8)})
+    return {k: v.numpy() for k, v in outputs.items()}
