@@ -169,15 +169,14 @@ def _load_from_keras() -> FashionMNIST:
 
 def load_fashion_mnist(allow_download: bool = True) -> FashionMNIST:
     """Find the dataset in the known places; download through Keras only if none has it."""
+    explicit = os.environ.get(DIR_VARIABLE)
+    if explicit and not _has_all_files(Path(explicit).expanduser()):
+        # A directory the user named on purpose is never silently replaced by another copy.
+        raise DatasetError(f"${DIR_VARIABLE}={explicit} does not hold the four Fashion-MNIST IDX files")
     for directory in candidate_dirs():
         if directory.is_dir() and _has_all_files(directory):
             log.info("Fashion-MNIST from %s", directory)
             return load_from_dir(directory)
-    explicit = os.environ.get(DIR_VARIABLE)
-    if explicit:
-        raise DatasetError(
-            f"${DIR_VARIABLE}={explicit} does not hold the four Fashion-MNIST IDX files"
-        )
     hint = (
         f"Fashion-MNIST not found: run `apt-get install -y {APT_PACKAGE}` "
         f"or set ${DIR_VARIABLE} to a directory with the four IDX files"

@@ -155,7 +155,9 @@ def _accuracy(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1
     return float(np.mean(np.argmax(probs, axis=1) == labels))
 
 
-def train(config: TrainConfig, out_dir: Path, resume: bool = False, verbose: int = 2) -> RunResult:
+def train(
+    config: TrainConfig, out_dir: Path, resume: bool = False, verbose: int = 2, extra_callbacks: list | None = None
+) -> RunResult:
     """Train, checkpoint the best validation epoch, evaluate train/val/test once at the end."""
     import keras
     import tensorflow as tf
@@ -221,6 +223,7 @@ def train(config: TrainConfig, out_dir: Path, resume: bool = False, verbose: int
         )
 
     callbacks.append(_wall_clock_callback(out_dir / "wall_time_s.txt", resume))
+    callbacks += extra_callbacks or []
     model.fit(
         train_ds,
         validation_data=val_ds,

@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+
+from training import data, export
+from training.train import TrainConfig, load_best, train
+
+SMOKE = dict(arch="a3-model2", epochs=2, batch_size=128, limit_train=2000, seed=3)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    return train(TrainConfig(**SMOKE), out, verbose=0)
+
+
+def test_smoke_run_writes_the_run_directory(smoke_run):
+    run_dir = smoke_run.run_dir
+    for name in ("best.keras", "history.csv", "history.json", "learning_curves.png", "run.json", "config.json"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tensorboard").rglob("*.tfevents*"))
+    assert any((run_dir / "tensorboard" / "gradients").rglob("*.tfevents*"))
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["epoch"] == [0.0, 1.0]
+    assert set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert smoke_run.epochs_run == 2 and smoke_run.params == 34_826
+    # 2 epochs on 2,000 images learn something real: far above the 10 % of chance.
+    assert smoke_run.val_accuracy > 0.5 and smoke_run.test_accuracy > 0.5
+
+
+def test_export_reload_reproduces_keras_predictions(smoke_run, tmp_path, fashion):
+    model = load_best(smoke_run.run_dir)
+    version_dir = export.export(model, tmp_path / "fashion-cnn", {"validation_accuracy": smoke_run.val_accuracy})
+    assert version_dir == tmp_path / "fashion-cnn" / "1"
+    images = fashion.x_test[:256]
+    served = export.predict_exported(version_dir, images)
+    expected = model.predict(data.to_model_inputs(images), verbose=0)
+    assert served["probabilities"].dtype == np.float32 and served["probabilities"].shape == (256, 10)
+    assert served["logits"].shape == (256, 10)
+    assert np.abs(served["probabilities"] - expected).max() < 1e-5
+
+    metadata = json.loads((version_dir / "metadata.json").read_text())
+    assert metadata["name"] == "fashion-cnn" and metadata["version"] == 1
+    assert metadata["architecture"] == "a3-model2" and metadata["params"] == 34_826
+    assert metadata["class_names"][0] == "T-shirt/top" and metadata["class_names"][9] == "Ankle boot"
+    assert metadata["input"]["dtype"] == "uint8" and metadata["input"]["shape"] == [None, 28, 28, 1]
+    assert metadata["temperature"] == 1.0
+
+    assert export.next_version(tmp_path / "fashion-cnn") == 2
+
+
+def test_temperature_is_baked_into_probabilities(smoke_run, tmp_path, fashion):
+    model = load_best(smoke_run.run_dir)
+    version_dir = export.export(model, tmp_path / "m", {}, temperature=2.0)
+    served = export.predict_exported(version_dir, fashion.x_test[:32])
+    logits = served["logits"]
+    z = np.exp((logits - logits.max(axis=1, keepdims=True)) / 2.0)
+    assert np.allclose(served["probabilities"], z / z.sum(axis=1, keepdims=True), atol=1e-6)
+
+
+def test_failed_export_leaves_nothing_behind(smoke_run, tmp_path, monkeypatch):
+    root = tmp_path / "fashion-cnn"
+
+    def write_half_then_fail(model, path, temperature):
+        (path / "saved_model.pb").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export, "_write_savedmodel", write_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        export.export(load_best(smoke_run.run_dir), root, {})
+    assert list(root.iterdir()) == []
+
+
+def test_existing_version_is_never_overwritten(smoke_run, tmp_path):
+    root = tmp_path / "fashion-cnn"
+    (root / "3").mkdir(parents=True)
+    with pytest.raises(FileExistsError):
+        export.export(load_best(smoke_run.run_dir), root, {}, version=3)
+    assert export.next_version(root) == 4
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_continues_from_the_last_finished_epoch(tmp_path):
+    import keras
+
+    class StopAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise Interrupted()
+
+    out = tmp_path / "resumable"
+    config = TrainConfig(arch="a3-model2", epochs=3, limit_train=500, seed=1, histograms=False)
+    with pytest.raises(Interrupted):
+        train(config, out, verbose=0, extra_callbacks=[StopAfterSecondEpoch()])
+    assert (out / "backup").is_dir()
+
+    result = train(config, out, resume=True, verbose=0)
+    # Only the third epoch ran again: the CSV holds epochs 0, 1 from the first attempt and 2 after it.
+    rows = (out / "history.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [0, 1, 2]
+    assert result.epochs_run == 3
+    assert not (out / "backup").exists()  # a finished run leaves no backup

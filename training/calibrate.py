@@ -1,0 +1,238 @@
+"""Confidence a warehouse can act on: temperature scaling, ECE, and the manual-review threshold.
+
+Everything is chosen on the validation split; the test split only reports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from training import data
+from training.data import CLASS_NAMES
+
+ECE_BINS = 15
+MAX_WRONG_BIN_RATE = 0.01
+
+# The default sorting policy (the service's policy file mirrors it).
+SEASON_OF_CLASS: dict[str, str] = {
+    "T-shirt/top": "summer",
+    "Dress": "summer",
+    "Sandal": "summer",
+    "Pullover": "winter",
+    "Coat": "winter",
+    "Ankle boot": "winter",
+    "Trouser": "all-season",
+    "Shirt": "all-season",
+    "Sneaker": "all-season",
+    "Bag": "all-season",
+}
+SEASONS = ("summer", "winter", "all-season")
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, low: float = 0.05, high: float = 20.0) -> float:
+    """Minimise validation NLL over T; NLL is unimodal in log T, so golden-section search suffices."""
+    a, b = np.log(low), np.log(high)
+    ratio = (np.sqrt(5) - 1) / 2
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = nll(logits, labels, np.exp(c)), nll(logits, labels, np.exp(d))
+    for _ in range(80):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = nll(logits, labels, np.exp(c))
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = nll(logits, labels, np.exp(d))
+    return float(np.exp((a + b) / 2))
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE with equal-width confidence bins (Guo et al. 2017)."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece)
+
+
+def season_matrix(class_names: tuple[str, ...] = CLASS_NAMES) -> np.ndarray:
+    """(10, 3) 0/1 matrix: probabilities @ matrix = probability mass per season."""
+    matrix = np.zeros((len(class_names), len(SEASONS)), dtype=np.float64)
+    for i, name in enumerate(class_names):
+        matrix[i, SEASONS.index(SEASON_OF_CLASS[name])] = 1.0
+    return matrix
+
+
+def bin_decisions(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted season bin (largest mass) and its mass, per item."""
+    mass = probs @ season_matrix()
+    return mass.argmax(axis=1), mass.max(axis=1)
+
+
+def true_seasons(labels: np.ndarray) -> np.ndarray:
+    return season_matrix()[labels].argmax(axis=1)
+
+
+def sorting_figures(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """Season accuracy, and at the threshold: review share and wrong-bin rate (of all items)."""
+    predicted, confidence = bin_decisions(probs)
+    wrong = predicted != true_seasons(labels)
+    review = confidence < threshold
+    return {
+        "season_accuracy": float(1 - wrong.mean()),
+        "review_share": float(review.mean()),
+        "wrong_bin_rate": float((wrong & ~review).mean()),
+        "wrong_bin_rate_of_sorted": float((wrong & ~review).sum() / max(1, (~review).sum())),
+    }
+
+
+def choose_review_threshold(probs: np.ndarray, labels: np.ndarray, max_wrong_rate: float = MAX_WRONG_BIN_RATE) -> float:
+    """Smallest review share keeping wrong-bin items <= max_wrong_rate of all items.
+
+    Items with bin confidence < threshold go to review. Raising the threshold only adds
+    reviewed items, so the answer is the lowest confidence level that satisfies the bound.
+    """
+    predicted, confidence = bin_decisions(probs)
+    wrong = predicted != true_seasons(labels)
+    n = len(labels)
+    levels = np.unique(confidence)  # ascending
+    # wrong items accepted at threshold t: wrong items with confidence >= t
+    order = np.sort(confidence[wrong])
+    accepted_wrong = len(order) - np.searchsorted(order, levels, side="left")
+    ok = accepted_wrong <= max_wrong_rate * n
+    if not ok.any():
+        return 1.0
+    threshold = float(levels[np.argmax(ok)])
+    return threshold
+
+
+def risk_coverage(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coverage (share sorted automatically) and risk (wrong-bin items / all items), by threshold."""
+    predicted, confidence = bin_decisions(probs)
+    wrong = predicted != true_seasons(labels)
+    order = np.argsort(-confidence)
+    coverage = np.arange(1, len(order) + 1) / len(order)
+    risk = np.cumsum(wrong[order]) / len(order)
+    return coverage, risk
+
+
+def risk_coverage_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], threshold_points: dict, path: Path) -> Path:
+    from training.report import _pyplot, _save
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name, (coverage, risk) in curves.items():
+        ax.plot(coverage * 100, risk * 100, label=name)
+    for name, (coverage, risk) in threshold_points.items():
+        ax.scatter([coverage * 100], [risk * 100], zorder=3, label=f"{name} at review threshold")
+    ax.axhline(MAX_WRONG_BIN_RATE * 100, color="gray", linestyle="--", linewidth=1, label="1 % wrong-bin bound")
+    ax.set_xlabel("coverage: items sorted automatically (%)")
+    ax.set_ylabel("wrong-bin items (% of all items)")
+    ax.set_title("Season-bin risk vs coverage")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def reliability_plot(before: np.ndarray, after: np.ndarray, labels: np.ndarray, path: Path) -> Path:
+    from training.report import _pyplot, _save
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    edges = np.linspace(0, 1, ECE_BINS + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    for name, probs in (("before", before), ("after", after)):
+        confidence = probs.max(axis=1)
+        correct = probs.argmax(axis=1) == labels
+        index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, ECE_BINS - 1)
+        acc = [correct[index == b].mean() if (index == b).any() else np.nan for b in range(ECE_BINS)]
+        ax.plot(centres, acc, marker="o", label=f"{name}: ECE {expected_calibration_error(probs, labels):.2%}")
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability (test, 15 bins)")
+    ax.legend()
+    return _save(fig, path)
+
+
+def calibrate_logits(val_logits, val_labels, test_logits, test_labels, out_dir: Path | None = None) -> dict:
+    temperature = fit_temperature(val_logits, val_labels)
+    val_probs = softmax(val_logits, temperature)
+    test_before, test_after = softmax(test_logits), softmax(test_logits, temperature)
+    threshold = choose_review_threshold(val_probs, val_labels)
+    val_sorting = sorting_figures(val_probs, val_labels, threshold)
+    test_sorting = sorting_figures(test_after, test_labels, threshold)
+    result = {
+        "temperature": temperature,
+        "ece_bins": ECE_BINS,
+        "ece_validation_before": expected_calibration_error(softmax(val_logits), val_labels),
+        "ece_validation_after": expected_calibration_error(val_probs, val_labels),
+        "ece_test_before": expected_calibration_error(test_before, test_labels),
+        "ece_test_after": expected_calibration_error(test_after, test_labels),
+        "review_threshold": threshold,
+        "max_wrong_bin_rate": MAX_WRONG_BIN_RATE,
+        "season_of_class": SEASON_OF_CLASS,
+        "sorting_validation": val_sorting,
+        "sorting_test": test_sorting,
+    }
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        val_curve, test_curve = risk_coverage(val_probs, val_labels), risk_coverage(test_after, test_labels)
+        risk_coverage_plot(
+            {"validation": val_curve, "test": test_curve},
+            {
+                "validation": (1 - val_sorting["review_share"], val_sorting["wrong_bin_rate"]),
+                "test": (1 - test_sorting["review_share"], test_sorting["wrong_bin_rate"]),
+            },
+            out_dir / "risk_coverage.png",
+        )
+        reliability_plot(test_before, test_after, test_labels, out_dir / "reliability.png")
+    return result
+
+
+def model_logits(model, images: np.ndarray) -> np.ndarray:
+    from training.architectures import logits_model
+
+    return logits_model(model).predict(data.to_model_inputs(images), batch_size=1024, verbose=0)
+
+
+def calibrate_run(run_dir: Path, out_dir: Path | None = None) -> dict:
+    """Calibrate a finished run; writes run_dir/calibration.json (export reads it) and the figures."""
+    from training.train import load_best
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "best.keras").exists():
+        raise ValueError(f"{run_dir} has no best.keras; train it first")
+    config = json.loads((run_dir / "config.json").read_text())
+    split = data.split_train_validation(data.load_fashion_mnist(), seed=config.get("split_seed", data.DEFAULT_SPLIT_SEED))
+    model = load_best(run_dir)
+    result = calibrate_logits(
+        model_logits(model, split.x_val), split.y_val,
+        model_logits(model, split.x_test), split.y_test,
+        out_dir or run_dir,
+    )
+    (run_dir / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
