@@ -1,0 +1,102 @@
+"""Shared helpers for the deployment tests: paths, external validators, durations."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+DOCS = REPO / "docs" / "deploy.md"
+RULES_FILE = DEPLOY / "prometheus" / "rules" / "garment-sorter.yml"
+RULE_TESTS_DIR = DEPLOY / "prometheus" / "tests"
+# The Kubernetes release the manifests are validated against (kubernetes-validate's schemas).
+KUBERNETES_VERSION = "1.33.0"
+
+# The metric families issue 4 defines; dashboards and rules may use nothing else (plus `up`).
+SERVICE_METRICS = {
+    "garment_sorter_requests_total": "counter",
+    "garment_sorter_request_duration_seconds": "histogram",
+    "garment_sorter_queue_depth": "gauge",
+    "garment_sorter_batch_size": "histogram",
+    "garment_sorter_queue_wait_seconds": "histogram",
+    "garment_sorter_inference_duration_seconds": "histogram",
+    "garment_sorter_rejections_total": "counter",
+    "garment_sorter_predictions_total": "counter",
+    "garment_sorter_model_info": "gauge",
+}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def require_tool(name: str, how: str) -> str:
+    """Path of an executable from the project's venv or PATH. Missing: a failure under CI (every
+    validator must run there), a skip naming the install command elsewhere."""
+    beside_python = Path(sys.executable).parent / name
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
+    if found:
+        return found
+    message = f"`{name}` not found; install it with: {how}"
+    if in_ci():
+        pytest.fail(message + " (CI=true: validators may not be skipped)")
+    pytest.skip(message)
+
+
+def run(cmd: list[str], *, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def load_yaml(path: Path):
+    return yaml.safe_load(path.read_text())
+
+
+def load_yaml_all(path: Path) -> list:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def project_version() -> str:
+    with open(REPO / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["version"]
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def duration_s(text: str) -> float:
+    """Compose/Go duration ('1m30s', '40s', '500ms') in seconds; anything else raises."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+METRIC_NAME = re.compile(r"\b(garment_sorter_[a-z_]+|up)\b(?!\s*\()")
+
+
+def metric_families(promql: str) -> set[str]:
+    """Metric families a PromQL expression reads (histogram series map to their family)."""
+    names = set()
+    for name in METRIC_NAME.findall(promql):
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix) and name[: -len(suffix)] in SERVICE_METRICS:
+                name = name[: -len(suffix)]
+        names.add(name)
+    return names
+
+
+def sorter_env_fields() -> set[str]:
+    """Environment variable names the service's settings class accepts."""
+    from app.config import ENV_PREFIX, Settings
+
+    return {ENV_PREFIX + name.upper() for name in Settings.model_fields}
