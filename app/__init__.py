@@ -1,0 +1,1 @@
+"""garment-sorter inference service: FastAPI app around the exported Fashion-MNIST SavedModel."""

@@ -1,0 +1,131 @@
+"""Every tunable of the service: one pydantic-settings class, environment prefix ``SORTER_``.
+
+Settings are read and validated once at start-up; a bad value stops the process with a message
+that names the environment variable (see :func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "SORTER_"
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_POLICY_FILE = PACKAGE_DIR / "policy.yaml"
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, protected_namespaces=()
+    )
+
+    # Model
+    model_dir: Path = Field(Path("models/fashion-cnn"), description="Directory of integer model versions")
+    model_backend: Literal["tensorflow", "null"] = Field(
+        "tensorflow", description="'null' skips inference (constant output): the benchmark's ceiling"
+    )
+    tf_intra_op_threads: int = Field(1, ge=0, description="TensorFlow intra-op threads (0: TF default)")
+    tf_inter_op_threads: int = Field(1, ge=0, description="TensorFlow inter-op threads (0: TF default)")
+
+    # Batching
+    max_batch_size: int = Field(64, ge=1, le=1024)
+    max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    max_queue: int = Field(1024, ge=1)
+    request_timeout_s: float = Field(5.0, gt=0, description="Per-request deadline; expired requests get 504")
+
+    # Input limits
+    max_body_bytes: int = Field(10 * MiB, ge=1024, description="POST /classify body limit (and per batch file)")
+    max_batch_body_bytes: int = Field(256 * MiB, ge=1024, description="POST /classify/batch body limit")
+    max_batch_files: int = Field(256, ge=1)
+    max_image_pixels: int = Field(40_000_000, ge=784, description="Larger images are refused before decoding")
+    max_item_id_length: int = Field(128, ge=1)
+    default_top_k: int = Field(3, ge=1, le=10)
+
+    # Preprocessing
+    resize: Literal["antialias", "subsample"] = Field(
+        "antialias", description="How the longest edge is brought to 28 px (benchmark: `bench preprocess`)"
+    )
+    inline_decode_max_pixels: int = Field(
+        256 * 256, ge=0, description="Images up to this size are decoded on the event loop, larger ones in a thread"
+    )
+    preprocess_threads: int = Field(2, ge=1)
+
+    # Sorting policy
+    policy_file: Path = DEFAULT_POLICY_FILE
+    review_threshold: float | None = Field(
+        None, ge=0, le=1, description="Overrides the model's metadata and the policy file"
+    )
+    hemisphere: Literal["northern", "southern"] | None = Field(None, description="Overrides the policy file")
+
+    # Security
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, repr=False, description="Comma-separated; empty: no authentication"
+    )
+    metrics_require_key: bool = False
+
+    # Lifecycle
+    drain_timeout_s: float = Field(30.0, ge=0)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, keys: list[str]) -> list[str]:
+        short = [k for k in keys if len(k) < 16]
+        if short:
+            raise ValueError(f"every API key needs at least 16 characters ({len(short)} shorter)")
+        return keys
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        if self.max_batch_files > self.max_queue:
+            raise ValueError(
+                f"max_batch_files ({self.max_batch_files}) exceeds max_queue ({self.max_queue}): "
+                "a full batch request could never be queued"
+            )
+        return self
+
+    @property
+    def max_wait_s(self) -> float:
+        return self.max_wait_ms / 1000.0
+
+    def resolved_model_dir(self) -> Path:
+        """The model directory; a relative path missing from the working directory is also looked
+        up beside the package, so the installed console script works from anywhere in the repo."""
+        if self.model_dir.is_absolute() or self.model_dir.exists():
+            return self.model_dir
+        beside_package = PACKAGE_DIR.parent / self.model_dir
+        return beside_package if beside_package.exists() else self.model_dir
+
+
+class SettingsError(ValueError):
+    """Invalid configuration; the message names every offending environment variable."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        name = f"{ENV_PREFIX}{field.upper()}" if error["loc"] else "settings"
+        given = error.get("input")
+        shown = "" if field == "api_keys" or isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"{name}: {error['msg']}{shown}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides) and validate, or raise SettingsError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None

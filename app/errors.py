@@ -1,0 +1,129 @@
+"""Every error the API answers with: a status, a stable machine-readable ``code`` and a short detail.
+
+Bodies are always ``{"detail": "...", "code": "..."}``. Codes are part of the API contract and are
+also the ``reason`` label of ``garment_sorter_rejections_total`` for refused input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error with its HTTP status and stable code; raised anywhere, rendered by one handler."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.detail, "code": self.code}
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.status}, {self.code!r}, {self.detail!r})"
+
+
+# --- bad input (client errors) ---------------------------------------------------------------
+def empty_image() -> ApiError:
+    return ApiError(400, "empty_image", "The image is empty (0 bytes).")
+
+
+def malformed_multipart(reason: str) -> ApiError:
+    return ApiError(400, "malformed_multipart", f"The multipart body cannot be parsed: {reason}")
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"The request body exceeds the limit of {limit} bytes.")
+
+
+def file_too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"The image exceeds the limit of {limit} bytes.")
+
+
+def image_too_large(width: int, height: int, limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "image_too_large",
+        f"The image is {width}x{height} = {width * height} pixels; the limit is {limit} pixels.",
+    )
+
+
+def too_many_files(limit: int) -> ApiError:
+    return ApiError(413, "too_many_files", f"Too many files; at most {limit} per request.")
+
+
+def unsupported_media_type(content_type: str) -> ApiError:
+    shown = content_type or "none"
+    return ApiError(
+        415,
+        "unsupported_media_type",
+        f"Content-Type {shown!s} is not accepted; send multipart/form-data or an image/* body.",
+    )
+
+
+def not_an_image() -> ApiError:
+    return ApiError(415, "not_an_image", "The data is not an image in a recognised format.")
+
+
+def unsupported_image_format(fmt: str) -> ApiError:
+    return ApiError(
+        415,
+        "unsupported_image_format",
+        f"{fmt} images are not supported; send JPEG, PNG, WebP, GIF, BMP or TIFF.",
+    )
+
+
+def corrupt_image() -> ApiError:
+    return ApiError(415, "corrupt_image", "The image data is truncated or corrupt.")
+
+
+def missing_field(name: str) -> ApiError:
+    return ApiError(422, "missing_field", f"The multipart field '{name}' is required.")
+
+
+def invalid_field(name: str, reason: str) -> ApiError:
+    return ApiError(422, "validation_error", f"{name}: {reason}")
+
+
+# --- authentication --------------------------------------------------------------------------
+def unauthorized() -> ApiError:
+    return ApiError(401, "unauthorized", "A valid X-API-Key header is required.", {"WWW-Authenticate": "ApiKey"})
+
+
+# --- service state ---------------------------------------------------------------------------
+def queue_full(retry_after_s: int = 1) -> ApiError:
+    return ApiError(
+        503, "queue_full", "The inference queue is full; retry shortly.", {"Retry-After": str(retry_after_s)}
+    )
+
+
+def not_ready() -> ApiError:
+    return ApiError(503, "not_ready", "The model is not loaded and warmed up yet.", {"Retry-After": "1"})
+
+
+def draining() -> ApiError:
+    return ApiError(
+        503,
+        "draining",
+        "The service is shutting down and accepts no new work; retry on another replica.",
+        {"Retry-After": "1", "Connection": "close"},
+    )
+
+
+def shutting_down() -> ApiError:
+    return ApiError(503, "shutting_down", "The service stopped before this request was processed.")
+
+
+def deadline_exceeded(timeout_s: float) -> ApiError:
+    return ApiError(504, "deadline_exceeded", f"The request was not processed within {timeout_s:g} s.")
+
+
+def inference_failed(reason: str) -> ApiError:
+    return ApiError(500, "inference_failed", f"Inference failed: {reason}")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request reached the model."""

@@ -1,0 +1,125 @@
+"""Prometheus metrics, in base units, on a registry of their own (one per app instance).
+
+Label values come from small fixed sets only: route templates, status codes, error codes, class
+labels and bin codes; never item ids or file names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import disable_created_metrics, gc_collector, platform_collector, process_collector
+
+PREFIX = "garment_sorter"
+LATENCY_BUCKETS_S = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+ROUTES = (
+    "/classify", "/classify/batch", "/healthz", "/readyz", "/metrics",
+    "/v1/model", "/v1/policy", "/docs", "/openapi.json",
+)  # fmt: skip
+OTHER_ROUTE = "other"
+disable_created_metrics()  # the *_created series double the scrape size and nothing here reads them
+
+
+class Metrics:
+    """Every metric of the service; the batcher reports through on_batch / on_drop."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        process_collector.ProcessCollector(registry=registry)
+        platform_collector.PlatformCollector(registry=registry)
+        gc_collector.GCCollector(registry=registry)
+        self.requests = Counter(
+            f"{PREFIX}_requests_total", "HTTP requests answered, by route and status code",
+            ["route", "status"], registry=registry,
+        )  # fmt: skip
+        self.request_duration = Histogram(
+            f"{PREFIX}_request_duration_seconds", "HTTP request duration, by route",
+            ["route"], buckets=LATENCY_BUCKETS_S, registry=registry,
+        )  # fmt: skip
+        self.queue_depth = Gauge(f"{PREFIX}_queue_depth", "Images waiting for a batch", registry=registry)
+        self.batch_size = Histogram(
+            f"{PREFIX}_batch_size", "Images per model call (before padding)",
+            buckets=BATCH_SIZE_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.queue_wait = Histogram(
+            f"{PREFIX}_queue_wait_seconds", "Time from queueing an image to the start of its batch",
+            buckets=LATENCY_BUCKETS_S, registry=registry,
+        )  # fmt: skip
+        self.inference_duration = Histogram(
+            f"{PREFIX}_inference_duration_seconds", "Duration of one model call (one batch)",
+            buckets=LATENCY_BUCKETS_S, registry=registry,
+        )  # fmt: skip
+        self.rejections = Counter(
+            f"{PREFIX}_rejections_total",
+            "Images or requests refused: queue_full, deadline, client_gone, draining, unauthorized "
+            "and every bad-input error code",
+            ["reason"], registry=registry,
+        )  # fmt: skip
+        self.predictions = Counter(
+            f"{PREFIX}_predictions_total", "Answered classifications by label and bin",
+            ["label", "bin"], registry=registry,
+        )  # fmt: skip
+        self.model_info = Gauge(
+            f"{PREFIX}_model_info", "The served model (value 1)", ["name", "version"], registry=registry
+        )
+        self.ready = Gauge(f"{PREFIX}_ready", "1 when the model is warmed up and the batcher runs", registry=registry)
+        self.draining = Gauge(f"{PREFIX}_draining", "1 while shutting down gracefully", registry=registry)
+        # Children cached: labels() takes a lock and a dict lookup per call on the hot path.
+        self._request_children: dict[tuple[str, int], Counter] = {}
+        self._duration_children = {route: self.request_duration.labels(route) for route in (*ROUTES, OTHER_ROUTE)}
+        self._rejection_children: dict[str, Counter] = {}
+        self._prediction_children: dict[tuple[str, str], Counter] = {}
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        """Read the queue depth at scrape time (no cost per request)."""
+        self.queue_depth.set_function(lambda: float(depth()))
+
+    def observe_request(self, route: str, status: int, duration_s: float) -> None:
+        key = (route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(route, str(status))
+        child.inc()
+        self._duration_children[route].observe(duration_s)
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        child = self._rejection_children.get(reason)
+        if child is None:
+            child = self._rejection_children[reason] = self.rejections.labels(reason)
+        child.inc(count)
+
+    def predicted(self, label: str, bin_code: str) -> None:
+        key = (label, bin_code)
+        child = self._prediction_children.get(key)
+        if child is None:
+            child = self._prediction_children[key] = self.predictions.labels(label, bin_code)
+        child.inc()
+
+    # BatchObserver
+    def on_batch(self, size: int, queue_waits_s: Sequence[float], inference_s: float) -> None:
+        self.batch_size.observe(size)
+        self.inference_duration.observe(inference_s)
+        for wait in queue_waits_s:
+            self.queue_wait.observe(wait)
+
+    def on_drop(self, reason: str, count: int = 1) -> None:
+        self.reject(reason, count)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def route_label(path: str) -> str:
+    return path if path in ROUTES else OTHER_ROUTE

@@ -1,0 +1,325 @@
+"""The exported model: find the newest version, check its contract, run it on padded batches.
+
+Contract (written by ``training/export.py``): ``<model_dir>/<integer version>/`` is a TensorFlow
+SavedModel with signature ``serving_default``: ``images`` uint8 [None, 28, 28, 1] ->
+``probabilities`` float32 [None, 10] (already temperature-scaled) and ``logits``; beside it
+``metadata.json``. This module never imports ``training``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SIGNATURE = "serving_default"
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+METADATA_FILE = "metadata.json"
+IMAGE_SHAPE = (28, 28)
+
+
+class ModelError(RuntimeError):
+    """The model directory, metadata or signature breaks the contract."""
+
+
+def padded_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """The fixed batch sizes the model is ever run at: powers of two up to the maximum (and it)."""
+    sizes = [1 << i for i in range(int(math.log2(max_batch_size)) + 1)]
+    if sizes[-1] != max_batch_size:
+        sizes.append(max_batch_size)
+    return tuple(sizes)
+
+
+def bucket_for(n: int, sizes: tuple[int, ...]) -> int:
+    for size in sizes:
+        if size >= n:
+            return size
+    raise ValueError(f"batch of {n} exceeds the largest padded size {sizes[-1]}")
+
+
+def find_version(model_dir: Path) -> Path:
+    """The highest integer version directory that holds a saved_model.pb."""
+    if not model_dir.is_dir():
+        raise ModelError(f"model directory {model_dir} does not exist (set SORTER_MODEL_DIR)")
+    candidates = sorted(
+        (int(p.name), p) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()
+    )
+    for version, path in reversed(candidates):
+        if (path / "saved_model.pb").is_file():
+            return path
+        log.warning("skipping %s: no saved_model.pb", path)
+    raise ModelError(f"no version directory with a saved_model.pb under {model_dir}")
+
+
+def read_metadata(version_dir: Path) -> dict[str, Any]:
+    path = version_dir / METADATA_FILE
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path} is missing; every exported version carries its metadata") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path} cannot be read as JSON ({exc})") from None
+    if not isinstance(metadata, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    names = metadata.get("class_names")
+    if not isinstance(names, list) or len(names) != 10 or not all(isinstance(n, str) and n for n in names):
+        raise ModelError(f"{path}: class_names must list the 10 class names")
+    if len(set(names)) != len(names):
+        raise ModelError(f"{path}: class_names has duplicates")
+    for key in ("temperature", "review_threshold"):
+        value = metadata.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ModelError(f"{path}: {key} must be a number, not {value!r}")
+    if metadata.get("temperature") is not None and not metadata["temperature"] > 0:
+        raise ModelError(f"{path}: temperature must be > 0")
+    if metadata.get("review_threshold") is not None and not 0 <= metadata["review_threshold"] <= 1:
+        raise ModelError(f"{path}: review_threshold must be in [0, 1]")
+    if str(metadata.get("version", version_dir.name)) != version_dir.name:
+        log.warning("%s says version %s but lives in %s", path, metadata.get("version"), version_dir)
+    return metadata
+
+
+class Model(Protocol):
+    name: str
+    version: int
+    class_names: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (n, 28, 28) -> float32 (n, classes) calibrated probabilities; n <= max batch."""
+        ...
+
+    def warmup(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    @property
+    def review_threshold(self) -> float | None: ...
+
+
+@dataclass
+class TensorFlowModel:
+    """A SavedModel signature run at fixed padded batch sizes (no retracing, no surprise latency)."""
+
+    path: Path
+    metadata: dict[str, Any]
+    batch_sizes: tuple[int, ...]
+    device: str
+    _signature: Any = field(repr=False)
+    _keepalive: Any = field(repr=False)  # the loaded object owns the variables
+    _buffers: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", self.path.parent.name))
+
+    @property
+    def version(self) -> int:
+        return int(self.path.name)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.metadata["class_names"])
+
+    @property
+    def temperature(self) -> float | None:
+        value = self.metadata.get("temperature")
+        return None if value is None else float(value)
+
+    @property
+    def review_threshold(self) -> float | None:
+        value = self.metadata.get("review_threshold")
+        return None if value is None else float(value)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        n = images.shape[0]
+        size = bucket_for(n, self.batch_sizes)
+        buffer = self._buffers.get(size)
+        if buffer is None:  # one buffer per padded size; a single inference thread uses them
+            buffer = self._buffers[size] = np.zeros((size, *IMAGE_SHAPE, 1), dtype=np.uint8)
+        buffer[:n, :, :, 0] = images
+        buffer[n:] = 0
+        outputs = self._signature(**{INPUT_NAME: tf.constant(buffer)})
+        return outputs[OUTPUT_NAME].numpy()[:n]
+
+    def warmup(self) -> None:
+        """Run every padded size once (graph, kernels and buffers ready) and sanity-check outputs."""
+        import tensorflow as tf
+
+        rng = np.random.default_rng(0)
+        for size in self.batch_sizes:
+            images = rng.integers(0, 256, (size, *IMAGE_SHAPE), dtype=np.uint8)
+            for _ in range(2):
+                probabilities = self.predict(images)
+            if probabilities.shape != (size, len(self.class_names)) or not np.all(np.isfinite(probabilities)):
+                raise ModelError(f"{self.path}: warm-up at batch {size} gave invalid probabilities")
+            if not np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3):
+                raise ModelError(f"{self.path}: probabilities do not sum to 1")
+        # The export applies the temperature inside the graph; check, so it is never applied twice.
+        outputs = self._signature(**{INPUT_NAME: tf.constant(images[..., None])})
+        if "logits" in outputs and self.temperature:
+            logits = outputs["logits"].numpy().astype(np.float64) / self.temperature
+            expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+            expected /= expected.sum(axis=1, keepdims=True)
+            if not np.allclose(outputs[OUTPUT_NAME].numpy(), expected, atol=1e-4):
+                log.warning("%s: probabilities are not softmax(logits / %s); served as the graph gives them",
+                            self.path, self.temperature)
+
+    def describe(self) -> dict[str, Any]:
+        m = self.metadata
+        return {
+            "name": self.name,
+            "version": self.version,
+            "architecture": m.get("architecture"),
+            "params": m.get("params"),
+            "classes": list(self.class_names),
+            "accuracy": {"validation": m.get("validation_accuracy"), "test": m.get("test_accuracy")},
+            "temperature": self.temperature,
+            "input": m.get("input"),
+            "device": self.device,
+            "batch_sizes": list(self.batch_sizes),
+            "created_at": m.get("created_at"),
+            "git_commit": m.get("git_commit"),
+        }
+
+
+def _configure_tensorflow(intra_op_threads: int, inter_op_threads: int) -> str:
+    """Thread pools and GPU memory growth; must run before TensorFlow executes anything."""
+    import tensorflow as tf
+
+    try:
+        if intra_op_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+        if inter_op_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    except RuntimeError:
+        log.debug("TensorFlow already initialised; thread settings unchanged")
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            log.debug("TensorFlow already initialised; memory growth unchanged for %s", gpu.name)
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU:0 ({details.get('device_name', gpus[0].name)})"
+    return f"CPU ({os.cpu_count()} cores, {intra_op_threads or 'default'} intra-op threads)"
+
+
+def load_tensorflow_model(
+    model_dir: Path, max_batch_size: int, intra_op_threads: int = 1, inter_op_threads: int = 1
+) -> TensorFlowModel:
+    """Load the highest version under model_dir and check its signature; raise ModelError."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    version_dir = find_version(Path(model_dir))
+    metadata = read_metadata(version_dir)
+    device = _configure_tensorflow(intra_op_threads, inter_op_threads)
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(version_dir))
+    except Exception as exc:
+        raise ModelError(f"{version_dir}: not a loadable SavedModel ({type(exc).__name__}: {exc})") from None
+    signature = loaded.signatures.get(SIGNATURE)
+    if signature is None:
+        raise ModelError(f"{version_dir}: no '{SIGNATURE}' signature (has {list(loaded.signatures)})")
+    _check_signature(version_dir, signature, len(metadata["class_names"]))
+    log.info("model %s version %s from %s on %s", metadata.get("name"), version_dir.name, version_dir, device)
+    return TensorFlowModel(
+        path=version_dir,
+        metadata=metadata,
+        batch_sizes=padded_sizes(max_batch_size),
+        device=device,
+        _signature=signature,
+        _keepalive=loaded,
+    )
+
+
+def _check_signature(version_dir: Path, signature: Any, num_classes: int) -> None:
+    import tensorflow as tf
+
+    args, kwargs = signature.structured_input_signature
+    spec = kwargs.get(INPUT_NAME) if not args else None
+    if spec is None or set(kwargs) != {INPUT_NAME}:
+        raise ModelError(f"{version_dir}: signature input must be exactly '{INPUT_NAME}' (has {sorted(kwargs)})")
+    if spec.dtype != tf.uint8 or spec.shape.as_list() != [None, *IMAGE_SHAPE, 1]:
+        raise ModelError(
+            f"{version_dir}: input '{INPUT_NAME}' must be uint8 [None, 28, 28, 1], "
+            f"is {spec.dtype.name} {spec.shape.as_list()}"
+        )
+    outputs = signature.structured_outputs
+    out = outputs.get(OUTPUT_NAME) if isinstance(outputs, dict) else None
+    if out is None:
+        raise ModelError(f"{version_dir}: signature has no '{OUTPUT_NAME}' output")
+    if out.dtype != tf.float32 or out.shape.as_list() != [None, num_classes]:
+        raise ModelError(
+            f"{version_dir}: output '{OUTPUT_NAME}' must be float32 [None, {num_classes}], "
+            f"is {out.dtype.name} {out.shape.as_list()}"
+        )
+
+
+NULL_CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+@dataclass
+class NullModel:
+    """The service without inference: a constant answer. The benchmark's throughput ceiling."""
+
+    batch_sizes: tuple[int, ...]
+    name: str = "null"
+    version: int = 0
+    class_names: tuple[str, ...] = NULL_CLASS_NAMES
+    review_threshold: float | None = None
+    _row: np.ndarray = field(
+        default_factory=lambda: np.array([0.02, 0.82, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02], np.float32),
+        repr=False,
+    )
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        bucket_for(images.shape[0], self.batch_sizes)
+        return np.broadcast_to(self._row, (images.shape[0], self._row.size))
+
+    def warmup(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "architecture": "null (constant output, no inference)",
+            "params": 0,
+            "classes": list(self.class_names),
+            "accuracy": {"validation": None, "test": None},
+            "temperature": None,
+            "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": [None, 28, 28, 1]},
+            "device": "none",
+            "batch_sizes": list(self.batch_sizes),
+            "created_at": None,
+            "git_commit": None,
+        }
+
+
+def load_model(settings: Any) -> Model:
+    """The model the settings ask for (TensorFlow SavedModel, or the null model)."""
+    if settings.model_backend == "null":
+        return NullModel(batch_sizes=padded_sizes(settings.max_batch_size))
+    return load_tensorflow_model(
+        settings.resolved_model_dir(),
+        settings.max_batch_size,
+        settings.tf_intra_op_threads,
+        settings.tf_inter_op_threads,
+    )

@@ -1,0 +1,246 @@
+"""The sorting policy: class -> season -> bin, the review bin, and forward/reserve zones by date.
+
+The bin follows the season with the largest probability mass (the sum of its classes'
+probabilities), not the single top class: a T-shirt/Dress confusion still lands in the summer bin.
+An item whose largest season mass is below the review threshold goes to the review bin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+Hemisphere = Literal["northern", "southern"]
+HEMISPHERES = ("northern", "southern")
+TOP_LEVEL_KEYS = {"hemisphere", "review_bin", "review_threshold", "seasons"}
+SEASON_KEYS = {"bin", "classes", "months"}
+
+
+class PolicyError(ValueError):
+    """The policy file is invalid; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Season:
+    name: str
+    bin: str
+    classes: tuple[str, ...]
+    months: tuple[int, ...]  # northern-hemisphere months; empty: all-season
+
+    @property
+    def all_season(self) -> bool:
+        return not self.months
+
+
+@dataclass(frozen=True)
+class Decision:
+    season: str
+    bin: str
+    zone: Literal["forward", "reserve"]
+    needs_review: bool
+    season_mass: float
+
+
+@dataclass(frozen=True)
+class Policy:
+    seasons: tuple[Season, ...]
+    review_bin: str
+    review_threshold: float
+    review_threshold_source: str
+    hemisphere: Hemisphere
+    class_names: tuple[str, ...]
+    source: str
+    # (classes, seasons) 0/1 matrix: probabilities @ membership = mass per season.
+    membership: np.ndarray = field(repr=False, compare=False)
+    _month_to_season: tuple[int | None, ...] = field(repr=False, compare=False)
+
+    def season_of_class(self, class_id: int) -> Season:
+        return self.seasons[int(np.argmax(self.membership[class_id]))]
+
+    def current_season(self, on: dt.date) -> Season | None:
+        """The season (with months) stocked forward on that date in the configured hemisphere."""
+        month = on.month if self.hemisphere == "northern" else (on.month + 5) % 12 + 1
+        index = self._month_to_season[month - 1]
+        return None if index is None else self.seasons[index]
+
+    def season_masses(self, probabilities: np.ndarray) -> np.ndarray:
+        """(N, classes) probabilities -> (N, seasons) probability mass per season."""
+        return probabilities @ self.membership
+
+    def decide_index(self, season_index: int, mass: float, on: dt.date) -> Decision:
+        season = self.seasons[season_index]
+        needs_review = mass < self.review_threshold
+        current = self.current_season(on)
+        forward = season.all_season or (current is not None and current.name == season.name)
+        return Decision(
+            season=season.name,
+            bin=self.review_bin if needs_review else season.bin,
+            zone="forward" if forward else "reserve",
+            needs_review=needs_review,
+            season_mass=mass,
+        )
+
+    def decide(self, probabilities: Sequence[float] | np.ndarray, on: dt.date) -> Decision:
+        masses = self.season_masses(np.asarray(probabilities, dtype=np.float64)[None, :])[0]
+        index = int(np.argmax(masses))
+        return self.decide_index(index, float(masses[index]), on)
+
+    @property
+    def bins(self) -> tuple[str, ...]:
+        return (*(s.bin for s in self.seasons), self.review_bin)
+
+    def describe(self, on: dt.date) -> dict[str, Any]:
+        current = self.current_season(on)
+        shift = 0 if self.hemisphere == "northern" else 6
+        return {
+            "source": self.source,
+            "hemisphere": self.hemisphere,
+            "review_bin": self.review_bin,
+            "review_threshold": self.review_threshold,
+            "review_threshold_source": self.review_threshold_source,
+            "current_season": current.name if current else None,
+            "as_of": on.isoformat(),
+            "seasons": [
+                {
+                    "name": s.name,
+                    "bin": s.bin,
+                    "classes": list(s.classes),
+                    "all_season": s.all_season,
+                    "months": sorted((m - 1 + shift) % 12 + 1 for m in s.months),
+                }
+                for s in self.seasons
+            ],
+        }
+
+
+def _fail(source: str, message: str) -> PolicyError:
+    return PolicyError(f"policy file {source}: {message}")
+
+
+def build_policy(
+    raw: Any,
+    class_names: Sequence[str],
+    *,
+    source: str = "<memory>",
+    metadata_review_threshold: float | None = None,
+    review_threshold_override: float | None = None,
+    hemisphere_override: str | None = None,
+) -> Policy:
+    """Validate a parsed policy document against the model's classes; raise PolicyError."""
+    if not isinstance(raw, dict):
+        raise _fail(source, "expected a mapping at the top level")
+    unknown = set(raw) - TOP_LEVEL_KEYS
+    if unknown:
+        raise _fail(source, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
+
+    hemisphere = hemisphere_override or raw.get("hemisphere", "northern")
+    if hemisphere not in HEMISPHERES:
+        raise _fail(source, f"hemisphere must be 'northern' or 'southern', not {hemisphere!r}")
+
+    review_bin = raw.get("review_bin")
+    if not isinstance(review_bin, str) or not review_bin.strip():
+        raise _fail(source, "review_bin must be a non-empty string")
+
+    file_threshold = raw.get("review_threshold")
+    if file_threshold is not None and (
+        isinstance(file_threshold, bool) or not isinstance(file_threshold, int | float) or not 0 <= file_threshold <= 1
+    ):
+        raise _fail(source, f"review_threshold must be a number in [0, 1], not {file_threshold!r}")
+    if review_threshold_override is not None:
+        threshold, threshold_source = float(review_threshold_override), "setting SORTER_REVIEW_THRESHOLD"
+    elif metadata_review_threshold is not None:
+        threshold, threshold_source = float(metadata_review_threshold), "model metadata"
+    elif file_threshold is not None:
+        threshold, threshold_source = float(file_threshold), "policy file"
+    else:
+        raise _fail(source, "review_threshold is required when the model's metadata has none")
+    if not 0 <= threshold <= 1:
+        raise _fail(source, f"review threshold {threshold} ({threshold_source}) is outside [0, 1]")
+
+    seasons_raw = raw.get("seasons")
+    if not isinstance(seasons_raw, dict) or not seasons_raw:
+        raise _fail(source, "seasons must be a non-empty mapping of season name -> {bin, classes, months}")
+
+    known = set(class_names)
+    owner: dict[str, str] = {}
+    month_owner: dict[int, str] = {}
+    seasons: list[Season] = []
+    for name, spec in seasons_raw.items():
+        name = str(name)
+        if not isinstance(spec, dict):
+            raise _fail(source, f"season {name!r} must be a mapping with bin, classes and optional months")
+        extra = set(spec) - SEASON_KEYS
+        if extra:
+            raise _fail(source, f"season {name!r} has unknown key(s) {sorted(extra)}")
+        bin_code = spec.get("bin")
+        if not isinstance(bin_code, str) or not bin_code.strip():
+            raise _fail(source, f"season {name!r} has no bin")
+        classes = spec.get("classes")
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise _fail(source, f"season {name!r}: classes must be a list of class names")
+        for cls in classes:
+            if cls not in known:
+                raise _fail(source, f"season {name!r}: unknown class {cls!r}; the model's classes are {list(class_names)}")
+            if cls in owner:
+                raise _fail(source, f"class {cls!r} is mapped more than once ({owner[cls]!r} and {name!r})")
+            owner[cls] = name
+        months = spec.get("months", [])
+        if not isinstance(months, list) or not all(
+            isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 12 for m in months
+        ):
+            raise _fail(source, f"season {name!r}: months must be a list of integers 1..12")
+        for month in months:
+            if month in month_owner:
+                raise _fail(source, f"month {month} belongs to two seasons ({month_owner[month]!r} and {name!r})")
+            month_owner[month] = name
+        seasons.append(Season(name, bin_code, tuple(classes), tuple(months)))
+
+    missing = [c for c in class_names if c not in owner]
+    if missing:
+        raise _fail(source, f"class(es) {missing} are not mapped to any season")
+    if month_owner and len(month_owner) != 12:
+        uncovered = sorted(set(range(1, 13)) - set(month_owner))
+        raise _fail(source, f"month(s) {uncovered} belong to no season")
+    bins = [s.bin for s in seasons] + [review_bin]
+    duplicates = sorted({b for b in bins if bins.count(b) > 1})
+    if duplicates:
+        raise _fail(source, f"bin code(s) {duplicates} are used more than once (seasons and review_bin need their own)")
+
+    membership = np.zeros((len(class_names), len(seasons)), dtype=np.float64)
+    for j, season in enumerate(seasons):
+        for cls in season.classes:
+            membership[list(class_names).index(cls), j] = 1.0
+    month_to_season = tuple(
+        next((j for j, s in enumerate(seasons) if m in s.months), None) for m in range(1, 13)
+    )
+    return Policy(
+        seasons=tuple(seasons),
+        review_bin=review_bin,
+        review_threshold=threshold,
+        review_threshold_source=threshold_source,
+        hemisphere=hemisphere,  # type: ignore[arg-type]
+        class_names=tuple(class_names),
+        source=source,
+        membership=membership,
+        _month_to_season=month_to_season,
+    )
+
+
+def load_policy(path: Path, class_names: Sequence[str], **kwargs: Any) -> Policy:
+    """Read and validate a YAML policy file; raise PolicyError naming the file and the problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"policy file {source}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"policy file {source}: not valid YAML ({exc})") from None
+    return build_policy(raw, class_names, source=source, **kwargs)

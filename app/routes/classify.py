@@ -1,0 +1,251 @@
+"""POST /classify (one image: multipart ``file`` or a raw image body) and POST /classify/batch."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+
+from app import errors
+from app.deps import ApiKeyDep, ServiceDep
+from app.errors import ApiError, ClientGone
+from app.schemas import CLASSIFY_EXAMPLE, BatchResponse, ClassifyResponse, ErrorBody
+
+router = APIRouter(tags=["classify"], dependencies=[ApiKeyDep])
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+CLIENT_CLOSED_REQUEST = 499  # nginx's convention: nobody reads it, the metrics do
+
+TopK = Annotated[int | None, Query(ge=1, le=10, description="How many classes in top_k (default 3)")]
+AsOf = Annotated[
+    dt.date | None, Query(description="Date (ISO) the zone is decided for; default today", examples=["2025-07-01"])
+]
+ItemIdHeader = Annotated[
+    str | None, Header(alias="X-Item-Id", description="Echoed back as item_id (the form field wins)")
+]
+
+
+def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        400: "Empty image or malformed multipart body (codes: empty_image, malformed_multipart)",
+        401: "Missing or invalid X-API-Key (code: unauthorized)",
+        413: "Body, image or file count over its limit (codes: body_too_large, image_too_large, too_many_files)",
+        415: "Not an accepted image (codes: unsupported_media_type, not_an_image, unsupported_image_format, corrupt_image)",
+        422: "Missing field or invalid parameter (codes: missing_field, validation_error)",
+        500: "The model failed on this batch (code: inference_failed)",
+        503: "Not ready, draining or queue full (codes: not_ready, draining, queue_full, shutting_down); see Retry-After",
+        504: "Not answered within the deadline (code: deadline_exceeded)",
+    }
+    return {status: {"model": ErrorBody, "description": described[status]} for status in statuses}
+
+
+_IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
+CLASSIFY_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "One photo: multipart field `file` (plus optional `item_id`), or the raw image bytes "
+        "with an image Content-Type. The format is detected from the content.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP, GIF, BMP or TIFF"},
+                        "item_id": {"type": "string", "maxLength": 128, "description": "Echoed back"},
+                    },
+                }
+            },
+            **{media: _IMAGE_BODY for media in IMAGE_TYPES},
+        },
+    }
+}
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Up to 256 images (SORTER_MAX_BATCH_FILES)",
+                        },
+                        "item_id": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "Optional, one per file in the same order; echoed back",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@asynccontextmanager
+async def disconnect_watch(request: Request) -> AsyncIterator[asyncio.Future]:
+    """A future that resolves when the client goes away (only after the body has been read)."""
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future = loop.create_future()
+    receive = request.receive
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not gone.done():
+                    gone.set_result(True)
+                return
+
+    task = loop.create_task(watch())
+    try:
+        yield gone
+    finally:
+        task.cancel()
+
+
+async def _read_multipart(request: Request, max_files: int) -> FormData:
+    try:
+        parser = MultiPartParser(request.headers, request.stream(), max_files=max_files, max_fields=max_files + 8)
+        return await parser.parse()
+    except MultiPartException as exc:
+        if exc.message.startswith("Too many files"):
+            raise errors.too_many_files(max_files) from None
+        raise errors.malformed_multipart(exc.message) from None
+    except (ApiError, ClientDisconnect):
+        raise
+    except Exception as exc:  # hostile bodies must never become a 500
+        raise errors.malformed_multipart(type(exc).__name__) from None
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _item_id(value: Any, limit: int, name: str = "item_id") -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise errors.invalid_field(name, "must be a text field, not a file")
+    if len(value) > limit:
+        raise errors.invalid_field(name, f"at most {limit} characters")
+    if not value.isprintable():
+        raise errors.invalid_field(name, "must be printable text")
+    return value
+
+
+@router.post(
+    "/classify",
+    response_model=ClassifyResponse,
+    summary="Classify one photo and say where it goes",
+    responses={
+        200: {"content": {"application/json": {"example": CLASSIFY_EXAMPLE}}},
+        **_error_responses(400, 401, 413, 415, 422, 500, 503, 504),
+    },
+    openapi_extra=CLASSIFY_BODY,
+)
+async def classify(
+    request: Request, service: ServiceDep, top_k: TopK = None, as_of: AsOf = None, x_item_id: ItemIdHeader = None
+) -> Response:
+    settings = service.settings
+    service.check_accepting()
+    media = _media_type(request)
+    item_id: Any = x_item_id
+    try:
+        if media == "multipart/form-data":
+            form = await _read_multipart(request, max_files=1)
+            try:
+                upload = form.get("file")
+                if not isinstance(upload, UploadFile):
+                    raise errors.missing_field("file")
+                data = await upload.read()
+                item_id = form.get("item_id") or x_item_id
+            finally:
+                await form.close()
+        elif media.startswith("image/"):
+            data = await request.body()
+        else:
+            raise errors.unsupported_media_type(media)
+    except ClientDisconnect:
+        service.metrics.reject("client_gone")
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    if not data:
+        raise errors.empty_image()
+    item_id = _item_id(item_id, settings.max_item_id_length)
+    async with disconnect_watch(request) as gone:
+        try:
+            body = await service.classify(
+                data, top_k=top_k or settings.default_top_k, as_of=as_of, item_id=item_id, disconnected=gone
+            )
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+    # The dict is built to the response model's shape (tests validate it); skipping FastAPI's
+    # re-validation and re-serialisation saves a good part of the per-request CPU.
+    return JSONResponse(body)
+
+
+@router.post(
+    "/classify/batch",
+    response_model=BatchResponse,
+    summary="Classify up to 256 photos in one request",
+    description="Results come back in input order; each entry holds either a result or that file's own "
+    "error (same codes as POST /classify): one bad image never fails the others.",
+    responses=_error_responses(400, 401, 413, 415, 422, 503),
+    openapi_extra=BATCH_BODY,
+)
+async def classify_batch(request: Request, service: ServiceDep, top_k: TopK = None, as_of: AsOf = None) -> Response:
+    settings = service.settings
+    service.check_accepting()
+    media = _media_type(request)
+    if media != "multipart/form-data":
+        raise errors.unsupported_media_type(media)
+    try:
+        form = await _read_multipart(request, max_files=settings.max_batch_files)
+    except ClientDisconnect:
+        service.metrics.reject("client_gone")
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    try:
+        uploads = form.getlist("files")
+        if not uploads:
+            raise errors.missing_field("files")
+        if not all(isinstance(u, UploadFile) for u in uploads):
+            raise errors.invalid_field("files", "every entry must be a file")
+        raw_ids = form.getlist("item_id")
+        if raw_ids and len(raw_ids) != len(uploads):
+            raise errors.invalid_field("item_id", f"{len(raw_ids)} item_id fields for {len(uploads)} files")
+        item_ids = [_item_id(v, settings.max_item_id_length) for v in raw_ids] or [None] * len(uploads)
+        blobs: list[bytes | ApiError] = []
+        for upload in uploads:
+            assert isinstance(upload, UploadFile)
+            if upload.size is not None and upload.size > settings.max_body_bytes:
+                blobs.append(errors.file_too_large(settings.max_body_bytes))
+                continue
+            data = await upload.read()
+            blobs.append(data if data else errors.empty_image())
+        filenames = [u.filename if isinstance(u, UploadFile) else None for u in uploads]
+    finally:
+        await form.close()
+    async with disconnect_watch(request) as gone:
+        try:
+            results = await service.classify_many(
+                blobs, top_k=top_k or settings.default_top_k, as_of=as_of, item_ids=item_ids, disconnected=gone
+            )
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+    for entry, filename in zip(results, filenames, strict=True):
+        entry["filename"] = filename
+    failed = sum(1 for entry in results if entry["error"] is not None)
+    return JSONResponse({"model": service.model_ref, "count": len(results), "failed": failed, "results": results})

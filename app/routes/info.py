@@ -1,0 +1,37 @@
+"""GET /v1/model and GET /v1/policy: what is served and how items are sorted."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from app import errors
+from app.deps import ApiKeyDep, ServiceDep
+from app.schemas import ErrorBody, ModelInfo, PolicyInfo
+
+router = APIRouter(prefix="/v1", tags=["info"], dependencies=[ApiKeyDep])
+_NOT_LOADED = {503: {"model": ErrorBody, "description": "The model is not loaded yet (code: not_ready)"}}
+
+
+@router.get("/model", response_model=ModelInfo, summary="The served model", responses=_NOT_LOADED)
+async def model_info(service: ServiceDep) -> dict[str, Any]:
+    if service.model is None or service.policy is None:
+        raise errors.not_ready()
+    return {
+        **service.model.describe(),
+        "review_threshold": service.policy.review_threshold,
+        "review_threshold_source": service.policy.review_threshold_source,
+        "max_batch_size": service.settings.max_batch_size,
+    }
+
+
+@router.get("/policy", response_model=PolicyInfo, summary="The active sorting policy", responses=_NOT_LOADED)
+async def policy_info(
+    service: ServiceDep,
+    as_of: Annotated[dt.date | None, Query(description="Date for current_season; default today")] = None,
+) -> dict[str, Any]:
+    if service.policy is None:
+        raise errors.not_ready()
+    return service.policy.describe(as_of or dt.date.today())

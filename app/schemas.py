@@ -1,0 +1,130 @@
+"""Response models: the API's documented shapes (``/docs``) and what the tests validate against."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="Human-readable reason")
+    code: str = Field(description="Stable machine-readable code")
+
+    model_config = ConfigDict(json_schema_extra={"example": {"detail": "The image data is truncated or corrupt.", "code": "corrupt_image"}})
+
+
+class ClassScore(BaseModel):
+    class_id: int = Field(ge=0, le=9)
+    label: str
+    probability: float = Field(ge=0, le=1)
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+
+
+class Timings(BaseModel):
+    preprocess: float = Field(description="Decode and photo -> 28x28, milliseconds")
+    queue: float = Field(description="Waiting for a batch, milliseconds")
+    inference: float = Field(description="The model call of this image's batch, milliseconds")
+
+
+CLASSIFY_EXAMPLE: dict[str, Any] = {
+    "class_id": 9,
+    "label": "Ankle boot",
+    "confidence": 0.987,
+    "top_k": [
+        {"class_id": 9, "label": "Ankle boot", "probability": 0.987},
+        {"class_id": 7, "label": "Sneaker", "probability": 0.009},
+        {"class_id": 5, "label": "Sandal", "probability": 0.003},
+    ],
+    "season": "winter",
+    "bin": "BIN-W",
+    "zone": "reserve",
+    "needs_review": False,
+    "model": {"name": "fashion-cnn", "version": 1},
+    "item_id": "SKU-123-0001",
+    "timings_ms": {"preprocess": 0.41, "queue": 0.02, "inference": 1.35},
+}
+
+
+class ClassifyResponse(BaseModel):
+    class_id: int = Field(ge=0, le=9, description="Index into the model's class list")
+    label: str = Field(description="Fashion-MNIST class name")
+    confidence: float = Field(ge=0, le=1, description="Calibrated probability of the label")
+    top_k: list[ClassScore] = Field(description="The k most probable classes, most probable first")
+    season: str = Field(description="Season with the largest probability mass")
+    bin: str = Field(description="Storage bin code; the review bin when needs_review")
+    zone: Literal["forward", "reserve"] = Field(description="forward: in season now (or all-season)")
+    needs_review: bool = Field(description="Largest season mass below the review threshold")
+    model: ModelRef
+    item_id: str | None = Field(description="Echo of the item_id field or X-Item-Id header")
+    timings_ms: Timings
+
+    model_config = ConfigDict(json_schema_extra={"example": CLASSIFY_EXAMPLE})
+
+
+class BatchItemError(ErrorBody):
+    status: int = Field(description="The HTTP status this error would have had on POST /classify")
+
+
+class BatchItem(BaseModel):
+    index: int = Field(ge=0, description="Position in the request")
+    filename: str | None
+    result: ClassifyResponse | None
+    error: BatchItemError | None
+
+
+class BatchResponse(BaseModel):
+    model: ModelRef
+    count: int
+    failed: int
+    results: list[BatchItem] = Field(description="One entry per file, in request order")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    model: ModelRef
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: int
+    architecture: str | None
+    params: int | None
+    classes: list[str]
+    accuracy: dict[str, float | None]
+    temperature: float | None
+    review_threshold: float
+    review_threshold_source: str
+    input: dict[str, Any] | None
+    device: str
+    batch_sizes: list[int]
+    max_batch_size: int
+    created_at: str | None
+    git_commit: str | None
+
+
+class SeasonInfo(BaseModel):
+    name: str
+    bin: str
+    classes: list[str]
+    all_season: bool
+    months: list[int] = Field(description="Months stocked forward, in the configured hemisphere")
+
+
+class PolicyInfo(BaseModel):
+    source: str
+    hemisphere: Literal["northern", "southern"]
+    review_bin: str
+    review_threshold: float
+    review_threshold_source: str
+    current_season: str | None
+    as_of: str
+    seasons: list[SeasonInfo]
