@@ -21,7 +21,7 @@ RULE_TESTS_DIR = DEPLOY / "prometheus" / "tests"
 # The Kubernetes release the manifests are validated against (kubernetes-validate's schemas).
 KUBERNETES_VERSION = "1.33.0"
 
-# The metric families issue 4 defines; dashboards and rules may use nothing else (plus `up`).
+# The service's metric families (issue 4); dashboards and rules may use nothing else (plus `up`).
 SERVICE_METRICS = {
     "garment_sorter_requests_total": "counter",
     "garment_sorter_request_duration_seconds": "histogram",
@@ -32,6 +32,9 @@ SERVICE_METRICS = {
     "garment_sorter_rejections_total": "counter",
     "garment_sorter_predictions_total": "counter",
     "garment_sorter_model_info": "gauge",
+    # Beyond issue 4's list, exported by app/metrics.py: readiness and drain state.
+    "garment_sorter_ready": "gauge",
+    "garment_sorter_draining": "gauge",
 }
 
 

@@ -40,7 +40,7 @@ def test_promtool_check_rules(rules):
     result = run([promtool(), "check", "rules", str(RULES_FILE)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
-    assert len(rules) == 12
+    assert len(rules) == 13
 
 
 def test_promtool_test_rules():
@@ -81,7 +81,7 @@ def test_issue_alerts_are_present(alerts):
         "GarmentSorterHighErrorRatio", "GarmentSorterQueueSaturated", "GarmentSorterLatencyP99AboveSLO",
         "GarmentSorterInstanceDown",
     } <= set(alerts)
-    assert len(alerts) == 8
+    assert len(alerts) == 9
 
 
 def test_every_alert_has_severity_texts_and_a_runbook_section(alerts):
