@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +108,19 @@ def selected_model_figures(run_dir: Path, reports_dir: Path) -> dict:
     return {"confusion_matrix": matrix.tolist()}
 
 
+def _finished_run(run_dir: Path, config: TrainConfig) -> RunResult | None:
+    """A run that already finished with this exact config (so --resume does not train it again)."""
+    run_file = run_dir / "run.json"
+    if not run_file.exists():
+        return None
+    saved = json.loads(run_file.read_text())
+    if saved["config"] != asdict(config):
+        return None
+    saved["run_dir"] = run_dir
+    saved["config"] = config
+    return RunResult(**saved)
+
+
 def compare(
     archs: list[str], base: TrainConfig, runs_dir: Path, reports_dir: Path, resume: bool = False, note: str = ""
 ) -> dict:
@@ -117,7 +130,9 @@ def compare(
     (reports_dir / "curves").mkdir(parents=True, exist_ok=True)
     rows = {r["arch"]: r for r in load_rows(reports_dir)}
     for arch in archs:
-        result = train(replace(base, arch=arch), Path(runs_dir) / arch, resume=resume)
+        config = replace(base, arch=arch)
+        finished = _finished_run(Path(runs_dir) / arch, config) if resume else None
+        result = finished or train(config, Path(runs_dir) / arch, resume=resume)
         report.learning_curves(result.history, reports_dir / "curves" / f"{arch}.png", title=arch)
         rows[arch] = _row(result)
         write_tables(list(rows.values()), reports_dir, note)  # after each model: progress survives a stop

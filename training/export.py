@@ -62,8 +62,9 @@ def _write_savedmodel(keras_model, path: Path, temperature: float) -> None:
     import tensorflow as tf
 
     from training.architectures import logits_model
+    from training.fold import fold_batch_norm
 
-    to_logits = logits_model(keras_model)
+    to_logits = logits_model(fold_batch_norm(keras_model))
     archive = keras.export.ExportArchive()
     archive.track(to_logits)
     inverse_temperature = tf.constant(1.0 / temperature, tf.float32)

@@ -104,3 +104,23 @@ def test_resume_continues_from_the_last_finished_epoch(tmp_path):
     assert [int(r.split(",")[0]) for r in rows] == [0, 1, 2]
     assert result.epochs_run == 3
     assert not (out / "backup").exists()  # a finished run leaves no backup
+
+
+def test_folding_batch_norm_keeps_predictions(fashion):
+    from keras import layers
+
+    from training import architectures
+    from training.fold import fold_batch_norm
+
+    model = architectures.build("fashion-cnn")
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # trained-looking statistics, not the identity of a fresh layer
+        if isinstance(layer, layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma * rng.uniform(0.5, 2, gamma.shape), beta + rng.normal(0, 0.1, beta.shape),
+                               mean + rng.normal(0, 0.1, mean.shape), var * rng.uniform(0.5, 2, var.shape)])
+    folded = fold_batch_norm(model)
+    assert not any(isinstance(layer, layers.BatchNormalization) for layer in folded.layers)
+    assert folded.count_params() < model.count_params()
+    images = data.to_model_inputs(fashion.x_test[:256])
+    assert np.abs(folded.predict(images, verbose=0) - model.predict(images, verbose=0)).max() < 1e-5
