@@ -75,6 +75,9 @@ class Metrics:
             f"{PREFIX}_model_info", "The served model (value 1)", ["name", "version"], registry=registry
         )
         self.ready = Gauge(f"{PREFIX}_ready", "1 when the model is warmed up and the batcher runs", registry=registry)
+        self.inflight = Gauge(
+            f"{PREFIX}_inflight_requests", "Classification requests accepted and not yet answered", registry=registry
+        )
         self.draining = Gauge(f"{PREFIX}_draining", "1 while shutting down gracefully", registry=registry)
         # Children cached: labels() takes a lock and a dict lookup per call on the hot path.
         self._request_children: dict[tuple[str, int], Counter] = {}
@@ -82,9 +85,10 @@ class Metrics:
         self._rejection_children: dict[str, Counter] = {}
         self._prediction_children: dict[tuple[str, str], Counter] = {}
 
-    def watch_queue(self, depth: Callable[[], int]) -> None:
-        """Read the queue depth at scrape time (no cost per request)."""
-        self.queue_depth.set_function(lambda: float(depth()))
+    def watch(self, queue_depth: Callable[[], int], inflight: Callable[[], int]) -> None:
+        """Read the gauges at scrape time (no cost per request)."""
+        self.queue_depth.set_function(lambda: float(queue_depth()))
+        self.inflight.set_function(lambda: float(inflight()))
 
     def observe_request(self, route: str, status: int, duration_s: float) -> None:
         key = (route, status)

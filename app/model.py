@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -117,6 +118,7 @@ class TensorFlowModel:
     _signature: Any = field(repr=False)
     _keepalive: Any = field(repr=False)  # the loaded object owns the variables
     _buffers: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def name(self) -> str:
@@ -145,13 +147,14 @@ class TensorFlowModel:
 
         n = images.shape[0]
         size = bucket_for(n, self.batch_sizes)
-        buffer = self._buffers.get(size)
-        if buffer is None:  # one buffer per padded size; a single inference thread uses them
-            buffer = self._buffers[size] = np.zeros((size, *IMAGE_SHAPE, 1), dtype=np.uint8)
-        buffer[:n, :, :, 0] = images
-        buffer[n:] = 0
-        outputs = self._signature(**{INPUT_NAME: tf.constant(buffer)})
-        return outputs[OUTPUT_NAME].numpy()[:n]
+        with self._lock:  # the buffers are shared; the service calls from one thread, tools may not
+            buffer = self._buffers.get(size)
+            if buffer is None:
+                buffer = self._buffers[size] = np.zeros((size, *IMAGE_SHAPE, 1), dtype=np.uint8)
+            buffer[:n, :, :, 0] = images
+            buffer[n:] = 0
+            outputs = self._signature(**{INPUT_NAME: tf.constant(buffer)})
+            return outputs[OUTPUT_NAME].numpy()[:n]
 
     def warmup(self) -> None:
         """Run every padded size once (graph, kernels and buffers ready) and sanity-check outputs."""

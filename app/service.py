@@ -86,7 +86,7 @@ class Service:
             timeout_s=settings.request_timeout_s,
             observer=self.metrics,
         )
-        self.metrics.watch_queue(lambda: self.batcher.queue_depth if self.batcher else 0)
+        self.metrics.watch(lambda: self.batcher.queue_depth if self.batcher else 0, lambda: self.inflight)
         self._idle.set()
         self._install_sigterm()
         self._warmup_task = asyncio.get_running_loop().create_task(self._warm_up(), name="warm-up")
