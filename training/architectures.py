@@ -173,6 +173,8 @@ STUDY_REPORTED: dict[str, tuple[float, float, float]] = {
 }
 STUDY_NAMES = {
     "a3-model1": "Sequential 1 (A3 model 1)",
+    "a3-model2": "A3 model 2",
+    "a3-model3": "A3 model 3",
     "seq2": "Sequential 2",
     "seq3": "Sequential 3",
     "seq4": "Sequential 4",

@@ -147,6 +147,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_model(args: argparse.Namespace) -> int:
+    from training import benchmark
+
+    version_dir = Path(args.version_dir) if args.version_dir else benchmark.latest_version_dir(Path(args.model_root))
+    figures = benchmark.images_per_second(version_dir, args.batch_sizes, args.seconds)
+    print(benchmark.report(version_dir, figures))
+    return 0
+
+
+def cmd_model_card(args: argparse.Namespace) -> int:
+    from training import benchmark, compare, model_card
+
+    version_dir = Path(args.version_dir) if args.version_dir else benchmark.latest_version_dir(Path(args.model_root))
+    figures = benchmark.images_per_second(version_dir, (1, 64, 256), seconds_per_size=5.0)
+    print(benchmark.report(version_dir, figures))
+    print(model_card.write_card(version_dir, Path(args.figures), Path(args.model_root) / "README.md", figures))
+    if args.run:
+        compare.add_result(compare.load_run(Path(args.run)), Path(args.reports))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the training subcommands to a parent CLI (the `garment-sorter` console script)."""
     from training.architectures import ARCHITECTURES
@@ -176,6 +197,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-root", default=str(DEFAULT_MODEL_ROOT))
     p.add_argument("--version", type=_positive_int, default=None)
     p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser("bench-model", help="raw SavedModel images/s by batch size (CPU or GPU)")
+    p.add_argument("--model-root", default=str(DEFAULT_MODEL_ROOT))
+    p.add_argument("--version-dir", default=None, help="default: the highest version under --model-root")
+    p.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=[1, 8, 32, 64, 128, 256])
+    p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per batch size")
+    p.set_defaults(func=cmd_bench_model)
+
+    p = subparsers.add_parser("model-card", help="write models/fashion-cnn/README.md from measurements")
+    p.add_argument("--model-root", default=str(DEFAULT_MODEL_ROOT))
+    p.add_argument("--version-dir", default=None, help="default: the highest version under --model-root")
+    p.add_argument("--figures", default="reports/fashion-cnn", help="where the card's figures go")
+    p.add_argument("--run", default=None, help="also add this run's row to the comparison report")
+    p.add_argument("--reports", default="reports/")
+    p.set_defaults(func=cmd_model_card)
 
     p = subparsers.add_parser("calibrate", help="temperature, ECE and the review threshold for a run")
     p.add_argument("--run", required=True)

@@ -53,7 +53,7 @@ def write_tables(rows: list[dict], reports_dir: Path, note: str = "") -> dict:
     best_study = select_best(rows, architectures.STUDY_ARCHITECTURES) if any(
         r["arch"] in architectures.STUDY_ARCHITECTURES for r in rows
     ) else None
-    payload = {"rows": rows, "selected_study_model": best_study["arch"] if best_study else None}
+    payload = {"rows": rows, "selected_study_model": best_study["arch"] if best_study else None, "note": note}
     (reports_dir / COMPARISON_JSON).write_text(json.dumps(payload, indent=2) + "\n")
 
     def pct(x: float) -> str:
@@ -108,17 +108,37 @@ def selected_model_figures(run_dir: Path, reports_dir: Path) -> dict:
     return {"confusion_matrix": matrix.tolist()}
 
 
+def add_result(result: RunResult, reports_dir: Path, note: str = "") -> dict:
+    """Add or replace one model's row, keeping the rows others wrote meanwhile."""
+    reports_dir = Path(reports_dir)
+    (reports_dir / "curves").mkdir(parents=True, exist_ok=True)
+    report.learning_curves(result.history, reports_dir / "curves" / f"{result.config.arch}.png",
+                           title=result.config.arch)
+    rows = {r["arch"]: r for r in load_rows(reports_dir)}
+    rows[result.config.arch] = _row(result)
+    return write_tables(list(rows.values()), reports_dir, note or _saved_note(reports_dir))
+
+
+def _saved_note(reports_dir: Path) -> str:
+    path = Path(reports_dir) / COMPARISON_JSON
+    return json.loads(path.read_text()).get("note", "") if path.exists() else ""
+
+
+def load_run(run_dir: Path) -> RunResult:
+    saved = json.loads((Path(run_dir) / "run.json").read_text())
+    saved["run_dir"] = Path(run_dir)
+    saved["config"] = TrainConfig(**saved["config"])
+    return RunResult(**saved)
+
+
 def _finished_run(run_dir: Path, config: TrainConfig) -> RunResult | None:
     """A run that already finished with this exact config (so --resume does not train it again)."""
     run_file = run_dir / "run.json"
     if not run_file.exists():
         return None
-    saved = json.loads(run_file.read_text())
-    if saved["config"] != asdict(config):
+    if json.loads(run_file.read_text())["config"] != asdict(config):
         return None
-    saved["run_dir"] = run_dir
-    saved["config"] = config
-    return RunResult(**saved)
+    return load_run(run_dir)
 
 
 def compare(
@@ -127,15 +147,12 @@ def compare(
     for arch in archs:
         replace(base, arch=arch).validate()
     reports_dir = Path(reports_dir)
-    (reports_dir / "curves").mkdir(parents=True, exist_ok=True)
-    rows = {r["arch"]: r for r in load_rows(reports_dir)}
     for arch in archs:
         config = replace(base, arch=arch)
         finished = _finished_run(Path(runs_dir) / arch, config) if resume else None
         result = finished or train(config, Path(runs_dir) / arch, resume=resume)
-        report.learning_curves(result.history, reports_dir / "curves" / f"{arch}.png", title=arch)
-        rows[arch] = _row(result)
-        write_tables(list(rows.values()), reports_dir, note)  # after each model: progress survives a stop
+        add_result(result, reports_dir, note)  # after each model: progress survives a stop
+    rows = {r["arch"]: r for r in load_rows(reports_dir)}
     payload = write_tables(list(rows.values()), reports_dir, note)
     if payload["selected_study_model"]:
         best = rows[payload["selected_study_model"]]
