@@ -185,11 +185,12 @@ class Batcher:
         """Announce n jobs that are being read or decoded; the loop may wait for them to fill a batch."""
         return _Incoming(self, n)
 
-    def submit(self, image: np.ndarray) -> asyncio.Future:
-        return self.submit_many((image,))[0]
+    def submit(self, image: np.ndarray, timeout_s: float | None = None) -> asyncio.Future:
+        return self.submit_many((image,), timeout_s)[0]
 
-    def submit_many(self, images: Sequence[np.ndarray]) -> list[asyncio.Future]:
-        """Queue all images or none (QueueFull); each future resolves to an Outcome."""
+    def submit_many(self, images: Sequence[np.ndarray], timeout_s: float | None = None) -> list[asyncio.Future]:
+        """Queue all images or none (QueueFull); each future resolves to an Outcome or raises
+        DeadlineExceeded once timeout_s (default: the batcher's) has passed."""
         if not self.running:
             raise BatcherStopped("the batcher is not running")
         if len(self._queue) + len(images) > self.max_queue:
@@ -198,7 +199,7 @@ class Batcher:
         loop = self._loop
         assert loop is not None
         now = time.perf_counter()
-        deadline = loop.time() + self.timeout_s
+        deadline = loop.time() + (self.timeout_s if timeout_s is None else timeout_s)
         futures = []
         for image in images:
             job = _Job(image, loop.create_future(), now)
@@ -292,6 +293,7 @@ class Batcher:
             if len(rows) != len(batch):
                 raise InferenceError(f"batch function returned {len(rows)} results for {len(batch)} inputs")
         except Exception as exc:
+            self._current = []
             log.exception("%s: batch of %d failed", self.name, len(batch))
             error = exc if isinstance(exc, InferenceError) else InferenceError(f"{type(exc).__name__}: {exc}")
             for job in batch:
@@ -302,7 +304,8 @@ class Batcher:
             return
         finally:
             self._busy = False
-            self._current = []
+        # (On cancellation _current keeps the batch, so stop() can fail its jobs.)
+        self._current = []
         inference_s = time.perf_counter() - started
         size = len(batch)
         for job, row, wait in zip(batch, rows, waits, strict=True):
@@ -314,7 +317,7 @@ class Batcher:
 
     def _expire(self, job: _Job) -> None:
         if not job.future.done():
-            job.future.set_exception(DeadlineExceeded(f"not answered within {self.timeout_s:g} s"))
+            job.future.set_exception(DeadlineExceeded("not answered before the deadline"))
             self.observer.on_drop("deadline")
 
     def _fail_all(self, error: Exception) -> None:

@@ -1,0 +1,92 @@
+"""Fixtures for the service tests: the real exported model, in-process apps and a real server."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app import bench
+from app.config import load_settings
+from app.main import create_app
+from app.model import TensorFlowModel, find_version, load_tensorflow_model
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_DIR = Path(os.environ.get("SORTER_MODEL_DIR", REPO / "models" / "fashion-cnn"))
+READY_TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    find_version(MODEL_DIR)  # fails with a clear ModelError when no version is committed
+    return MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def tf_model(model_dir: Path) -> TensorFlowModel:
+    """The committed SavedModel, loaded and warmed once for the whole session."""
+    model = load_tensorflow_model(model_dir, max_batch_size=64)
+    model.warmup()
+    return model
+
+
+@pytest.fixture(scope="session")
+def test_set() -> tuple[np.ndarray, np.ndarray]:
+    return bench.load_test_set()
+
+
+@pytest.fixture(scope="session")
+def predicted_test_labels(tf_model: TensorFlowModel, test_set) -> np.ndarray:
+    """The model's own answers on the first 1,000 raw test images (the reference for HTTP answers)."""
+    images = test_set[0][:1000]
+    return np.concatenate([tf_model.predict(images[i : i + 64]).argmax(axis=1) for i in range(0, len(images), 64)])
+
+
+def png(image: np.ndarray) -> bytes:
+    return bench.png_bytes(image)
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def make_client(tf_model: TensorFlowModel) -> Callable[..., TestClient]:
+    """A factory: create_app with settings overrides around the shared model, lifespan run, ready."""
+    clients: list[TestClient] = []
+
+    def factory(**overrides) -> TestClient:
+        overrides.setdefault("model_dir", str(MODEL_DIR))
+        settings = load_settings(**overrides)
+        model = None if settings.model_backend == "null" else tf_model
+        app = create_app(settings, model=model)
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        assert app.state.service.wait_ready(READY_TIMEOUT_S), app.state.service.warmup_error
+        return client
+
+    yield factory
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def client(make_client) -> Iterator[TestClient]:
+    client = make_client()
+    yield client
+
+
+@pytest.fixture(scope="session")
+def server(model_dir: Path) -> Iterator[bench.Server]:
+    """A real `garment-sorter serve` process on a free port (default settings)."""
+    with bench.running_server({"SORTER_MODEL_DIR": str(model_dir)}) as running:
+        yield running
