@@ -37,7 +37,7 @@ RUN pip install --no-cache-dir --no-deps --requirement requirements.lock \
 COPY pyproject.toml README.md ./
 COPY app ./app
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
-    && python -c "import app.main"
+    && garment-sorter serve --help >/dev/null
 
 # --- runtime ---------------------------------------------------------------------------------------
 FROM python:3.11-slim-bookworm AS runtime

@@ -103,3 +103,98 @@ def sorter_env_fields() -> set[str]:
     from app.config import ENV_PREFIX, Settings
 
     return {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+
+
+# --- a real service process --------------------------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def served_model_dir() -> Path:
+    """The model directory the test servers load: SORTER_MODEL_DIR when the caller set it, else the
+    repository's models/fashion-cnn (what the image ships)."""
+    model_dir = Path(os.environ.get("SORTER_MODEL_DIR", REPO / "models" / "fashion-cnn"))
+    if not model_dir.is_absolute():
+        model_dir = REPO / model_dir
+    versions = [p for p in model_dir.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file()]
+    if not versions:
+        message = f"no exported model version under {model_dir} (python -m training export writes one)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return model_dir
+
+
+class Server:
+    """`garment-sorter serve` as a child process on a free loopback port, as the image runs it."""
+
+    def __init__(self, log_path: Path, **settings: str):
+        script = Path(sys.executable).parent / "garment-sorter"
+        assert script.exists(), f"{script} missing: pip install -e . installs the console script"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = {**os.environ, "SORTER_MODEL_DIR": str(served_model_dir()), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env.update({f"SORTER_{k.upper()}": v for k, v in settings.items()})
+        self._log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            [str(script), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"server not ready within {timeout_s} s:\n{self.log()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        self._log.close()
+
+
+def png(seed: int, size: int = 28) -> bytes:
+    """A deterministic garment-like image: a bright blob on black (Fashion-MNIST's look) at 28x28,
+    or, larger, a dark garment on a light background like a catalogue photo."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    cy, cx = rng.uniform(0.4, 0.6, 2)
+    ry, rx = rng.uniform(0.2, 0.4, 2)
+    blob = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0).astype(np.float64)
+    texture = rng.uniform(0.6, 1.0, (size, size))
+    if size == 28:
+        pixels = (blob * texture * 255).astype(np.uint8)
+        image = Image.fromarray(pixels, mode="L")
+    else:
+        gray = 253 - blob * texture * 200
+        pixels = np.stack([gray, gray * 0.95, gray * 0.9], axis=-1).clip(0, 255).astype(np.uint8)
+        image = Image.fromarray(pixels, mode="RGB")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from deploy_helpers import (
-    DEPLOY, DOCS, RULE_TESTS_DIR, RULES_FILE, SERVICE_METRICS, load_yaml, metric_families, require_tool, run,
+    DEPLOY, DOCS, REPO, RULE_TESTS_DIR, RULES_FILE, SERVICE_METRICS, load_yaml, metric_families, require_tool, run,
 )
 
 PROMETHEUS_DIR = DEPLOY / "prometheus"
@@ -113,6 +113,13 @@ def test_rules_read_only_the_service_metrics(rules):
     assert used <= set(SERVICE_METRICS) | {"up"}, used - set(SERVICE_METRICS)
     assert {"garment_sorter_requests_total", "garment_sorter_request_duration_seconds",
             "garment_sorter_queue_depth", "garment_sorter_rejections_total", "up"} <= used
+
+
+def test_review_rule_uses_the_policy_review_bin():
+    review_bin = load_yaml(REPO / "app" / "policy.yaml")["review_bin"]
+    text = RULES_FILE.read_text()
+    assert text.count('garment_sorter_predictions_total{bin="') == 1
+    assert f'garment_sorter_predictions_total{{bin="{review_bin}"}}' in text
 
 
 def slug(heading: str) -> str:
