@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps
 
 from app import errors
 
@@ -65,10 +65,9 @@ def open_image(data: bytes, max_pixels: int) -> Opened:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
         raise errors.ApiError(413, "image_too_large", "The image exceeds the pixel limit.") from None
-    except (UnidentifiedImageError, ValueError, TypeError, OSError, SyntaxError, EOFError):
-        raise errors.not_an_image() from None
-    except Exception:  # any other parser failure on hostile input is still "not an image"
-        raise errors.not_an_image() from None
+    except Exception:  # any parser failure on hostile input is a refusal, never a 500
+        # A known signature that fails to parse is a damaged image, anything else is not one.
+        raise (errors.corrupt_image() if _has_image_signature(data) else errors.not_an_image()) from None
     fmt = image.format or "unknown"
     if fmt not in ALLOWED_FORMATS:
         raise errors.unsupported_image_format(fmt)
@@ -78,6 +77,13 @@ def open_image(data: bytes, max_pixels: int) -> Opened:
     if width * height > max_pixels:
         raise errors.image_too_large(width, height, max_pixels)
     return Opened(image, fmt, width, height)
+
+
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
+
+
+def _has_image_signature(data: bytes) -> bool:
+    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
 def decode(opened: Opened) -> Image.Image:
