@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,16 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from app import bench
 from app.config import load_settings
 from app.main import create_app
 from app.model import TensorFlowModel, find_version, load_tensorflow_model
+from service_helpers import READY_TIMEOUT_S, ControlledModel
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = Path(os.environ.get("SORTER_MODEL_DIR", REPO / "models" / "fashion-cnn"))
-READY_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="session")
@@ -48,35 +46,35 @@ def predicted_test_labels(tf_model: TensorFlowModel, test_set) -> np.ndarray:
     return np.concatenate([tf_model.predict(images[i : i + 64]).argmax(axis=1) for i in range(0, len(images), 64)])
 
 
-def png(image: np.ndarray) -> bytes:
-    return bench.png_bytes(image)
-
-
-def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **kwargs)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def make_client(tf_model: TensorFlowModel) -> Callable[..., TestClient]:
     """A factory: create_app with settings overrides around the shared model, lifespan run, ready."""
     clients: list[TestClient] = []
 
-    def factory(**overrides) -> TestClient:
+    def factory(model=None, wait: bool = True, **overrides) -> TestClient:
         overrides.setdefault("model_dir", str(MODEL_DIR))
         settings = load_settings(**overrides)
-        model = None if settings.model_backend == "null" else tf_model
+        if model is None and settings.model_backend != "null":
+            model = tf_model
         app = create_app(settings, model=model)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
-        assert app.state.service.wait_ready(READY_TIMEOUT_S), app.state.service.warmup_error
+        if wait:
+            assert app.state.service.wait_ready(READY_TIMEOUT_S), app.state.service.warmup_error
         return client
 
     yield factory
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def controlled(tf_model: TensorFlowModel) -> Iterator[ControlledModel]:
+    model = ControlledModel(tf_model)
+    yield model
+    model.gate.set()
+    model.warmup_gate.set()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,69 @@
+"""Helpers shared by the service tests (imported by conftest and test modules)."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from app import bench
+from app.model import TensorFlowModel
+
+READY_TIMEOUT_S = 120
+
+
+def png(image: np.ndarray) -> bytes:
+    return bench.png_bytes(image)
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+
+class ControlledModel:
+    """The real model behind a gate: tests decide when a batch may run, or make it fail."""
+
+    def __init__(self, inner: TensorFlowModel):
+        self.inner = inner
+        self.gate = threading.Event()
+        self.gate.set()
+        self.started = threading.Event()
+        self.calls: list[int] = []
+        self.fail_next: Exception | None = None
+        self.warmup_gate = threading.Event()
+        self.warmup_gate.set()
+        self.warmup_error: Exception | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def warmup(self) -> None:
+        assert self.warmup_gate.wait(READY_TIMEOUT_S)
+        if self.warmup_error is not None:
+            raise self.warmup_error
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        self.calls.append(len(images))
+        self.started.set()
+        assert self.gate.wait(READY_TIMEOUT_S), "the test never opened the gate"
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+        return self.inner.predict(images)
+
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll a condition on the app running in the client's thread (HTTP-level tests only)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.001)
