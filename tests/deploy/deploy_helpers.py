@@ -147,7 +147,8 @@ class Server:
         )
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout_s: float = 180.0) -> None:
@@ -174,27 +175,40 @@ class Server:
         self._log.close()
 
 
-def png(seed: int, size: int = 28) -> bytes:
-    """A deterministic garment-like image: a bright blob on black (Fashion-MNIST's look) at 28x28,
-    or, larger, a dark garment on a light background like a catalogue photo."""
+def png(seed: int) -> bytes:
+    """A deterministic 28x28 garment-like PNG: a bright textured blob on black, Fashion-MNIST's look."""
     import io
 
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
+    yy, xx = np.mgrid[0:28, 0:28] / 28
     cy, cx = rng.uniform(0.4, 0.6, 2)
     ry, rx = rng.uniform(0.2, 0.4, 2)
-    blob = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0).astype(np.float64)
-    texture = rng.uniform(0.6, 1.0, (size, size))
-    if size == 28:
-        pixels = (blob * texture * 255).astype(np.uint8)
-        image = Image.fromarray(pixels, mode="L")
-    else:
-        gray = 253 - blob * texture * 200
-        pixels = np.stack([gray, gray * 0.95, gray * 0.9], axis=-1).clip(0, 255).astype(np.uint8)
-        image = Image.fromarray(pixels, mode="RGB")
+    blob = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+    pixels = (blob * rng.uniform(0.6, 1.0, (28, 28)) * 255).astype(np.uint8)
     out = io.BytesIO()
-    image.save(out, format="PNG")
+    Image.fromarray(pixels, mode="L").save(out, format="PNG")
+    return out.getvalue()
+
+
+def photo(seed: int, size_px: int = 320) -> bytes:
+    """A deterministic catalogue-style JPEG: a dark tinted garment on a light background, which the
+    service decodes, trims, resizes and sharpens (the expensive path)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size_px, 0:size_px] / size_px
+    cy, cx = rng.uniform(0.4, 0.6, 2)
+    ry, rx = rng.uniform(0.2, 0.4, 2)
+    blob = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+    shade = 0.5 + 0.3 * np.sin(xx * rng.uniform(5, 20)) * np.cos(yy * rng.uniform(5, 20))
+    gray = 253 - blob * shade * 200
+    pixels = np.stack([gray, gray * 0.95, gray * 0.9], axis=-1).clip(0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode="RGB").save(out, format="JPEG", quality=90)
     return out.getvalue()
