@@ -221,9 +221,9 @@ class Service:
 
     # --- the request flow (event loop) ----------------------------------------------------------
     def check_accepting(self) -> Batcher:
-        if self.draining:
-            raise errors.draining()
-        if not self.is_ready:
+        # New work is refused while draining by the middleware, before it counts as accepted;
+        # work already accepted is served to the end.
+        if not (self.ready and self.batcher is not None and self.batcher.running):
             raise errors.not_ready()
         assert self.batcher is not None
         return self.batcher
