@@ -264,16 +264,11 @@ def test_requests_in_flight_at_sigterm_were_finished(load_run):
     assert chosen in in_flight
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="app bug: a request admitted before SIGTERM whose body is still arriving is counted in "
-    "flight (the drain waits for it) but Service.classify re-checks check_accepting() after the "
-    "body is read and answers 503 draining instead of finishing it",
-)
 def test_request_still_uploading_at_sigterm_is_finished(load_run):
+    # Admitted before the SIGTERM (headers in), body completed during the drain: served in full.
     status, body = load_run.held
     assert status == 200, body
+    assert body["label"] == body["top_k"][0]["label"] and body["model"]["name"]
 
 
 # --- drain timeout ----------------------------------------------------------------------------
@@ -283,8 +278,12 @@ def test_drain_timeout_still_exits_zero_and_refuses_new_work(timeout_run):
     assert timeout_run.draining == DrainingAnswers(
         readyz=503, healthz=200, classify=(503, "draining", "1"), batch=(503, "draining"),
     )
-    # The stalled client is not left hanging: it gets an answer or its connection is closed.
-    assert timeout_run.held is not None
+    # The stalled client is not left hanging: it gets a server error or its connection is closed,
+    # long before its own timeout.
+    if isinstance(timeout_run.held, str):
+        assert "timed out" not in timeout_run.held, timeout_run.held
+    else:
+        assert timeout_run.held[0] in (500, 503), timeout_run.held
     assert timeout_run.port_closed
     assert timeout_run.exit_after_s >= SHORT_DRAIN_TIMEOUT_S - 0.1
 
@@ -292,9 +291,10 @@ def test_drain_timeout_still_exits_zero_and_refuses_new_work(timeout_run):
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="app bug: after the app's own drain times out, uvicorn waits timeout_graceful_shutdown "
-    "(= SORTER_DRAIN_TIMEOUT_S again) and the batcher stop waits up to SORTER_DRAIN_TIMEOUT_S more: "
-    "the process exits ~3x the timeout after SIGTERM",
+    reason="app bug: after the app's own drain gives up at SORTER_DRAIN_TIMEOUT_S, uvicorn waits "
+    "timeout_graceful_shutdown (app/cli.py sets it to the drain timeout again) before cancelling the "
+    "request, so the process exits at about 2x the timeout plus teardown (5.7 s for 2 s here; ~60 s "
+    "for the default 30 s, past Kubernetes' 45 s grace period)",
 )
 def test_drain_timeout_bounds_the_exit(timeout_run):
     assert timeout_run.exit_after_s <= SHORT_DRAIN_TIMEOUT_S + 1.5
