@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -28,8 +29,16 @@ TopK = Annotated[int | None, Query(ge=1, le=10, description="How many classes in
 AsOf = Annotated[
     dt.date | None, Query(description="Date (ISO) the zone is decided for; default today", examples=["2025-07-01"])
 ]
+# What _item_id accepts, stated in the schema too (schemathesis holds the two to each other).
+ITEM_ID_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"  # no control characters
+_ITEM_ID_SCHEMA = {"pattern": ITEM_ID_PATTERN, "maxLength": 128}
 ItemIdHeader = Annotated[
-    str | None, Header(alias="X-Item-Id", description="Echoed back as item_id (the form field wins)")
+    str | None,
+    Header(
+        alias="X-Item-Id",
+        description="Echoed back as item_id (the form field wins)",
+        json_schema_extra=_ITEM_ID_SCHEMA,
+    ),
 ]
 
 
@@ -60,7 +69,7 @@ CLASSIFY_BODY = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP, GIF, BMP or TIFF"},
-                        "item_id": {"type": "string", "maxLength": 128, "description": "Echoed back"},
+                        "item_id": {"type": "string", **_ITEM_ID_SCHEMA, "description": "Echoed back"},
                     },
                 }
             },
@@ -79,12 +88,14 @@ BATCH_BODY = {
                     "properties": {
                         "files": {
                             "type": "array",
+                            "minItems": 1,
+                            "maxItems": 256,
                             "items": {"type": "string", "format": "binary"},
                             "description": "Up to 256 images (SORTER_MAX_BATCH_FILES)",
                         },
                         "item_id": {
                             "type": "array",
-                            "items": {"type": "string"},
+                            "items": {"type": "string", **_ITEM_ID_SCHEMA},
                             "description": "Optional, one per file in the same order; echoed back",
                         },
                     },
@@ -142,8 +153,8 @@ def _item_id(value: Any, limit: int, name: str = "item_id") -> str | None:
         raise errors.invalid_field(name, "must be a text field, not a file")
     if len(value) > limit:
         raise errors.invalid_field(name, f"at most {limit} characters")
-    if not value.isprintable():
-        raise errors.invalid_field(name, "must be printable text")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise errors.invalid_field(name, "must not contain control characters")
     return value
 
 

@@ -12,7 +12,10 @@ from app.deps import ApiKeyDep, ServiceDep
 from app.schemas import ErrorBody, ModelInfo, PolicyInfo
 
 router = APIRouter(prefix="/v1", tags=["info"], dependencies=[ApiKeyDep])
-_NOT_LOADED = {503: {"model": ErrorBody, "description": "The model is not loaded yet (code: not_ready)"}}
+_NOT_LOADED = {
+    401: {"model": ErrorBody, "description": "Missing or invalid X-API-Key (code: unauthorized)"},
+    503: {"model": ErrorBody, "description": "The model is not loaded yet (code: not_ready)"},
+}
 
 
 @router.get("/model", response_model=ModelInfo, summary="The served model", responses=_NOT_LOADED)
@@ -27,7 +30,12 @@ async def model_info(service: ServiceDep) -> dict[str, Any]:
     }
 
 
-@router.get("/policy", response_model=PolicyInfo, summary="The active sorting policy", responses=_NOT_LOADED)
+_BAD_DATE = {422: {"model": ErrorBody, "description": "as_of is not an ISO date (code: validation_error)"}}
+
+
+@router.get(
+    "/policy", response_model=PolicyInfo, summary="The active sorting policy", responses={**_NOT_LOADED, **_BAD_DATE}
+)
 async def policy_info(
     service: ServiceDep,
     as_of: Annotated[dt.date | None, Query(description="Date for current_season; default today")] = None,

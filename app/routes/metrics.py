@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from app.deps import ServiceDep, require_api_key_for_metrics
+from app.schemas import ErrorBody
 
 router = APIRouter(tags=["metrics"])
 
@@ -15,7 +16,10 @@ router = APIRouter(tags=["metrics"])
     summary="Prometheus metrics",
     response_class=Response,
     dependencies=[Depends(require_api_key_for_metrics)],
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format"},
+        401: {"model": ErrorBody, "description": "With SORTER_METRICS_REQUIRE_KEY: missing or invalid X-API-Key"},
+    },
 )
 async def metrics(service: ServiceDep) -> Response:
     body, content_type = service.metrics.render()
