@@ -8,8 +8,9 @@ dependencies (tests/deploy/test_dockerfile.py fails until the lock covers pyproj
 
 It asks pip to resolve (``--dry-run --report``, metadata only, nothing is installed) the
 ``[project.dependencies]`` of pyproject.toml plus TensorFlow with its ``and-cuda`` extra, on
-CPython 3.11 / Linux x86_64, the image's platform (the script refuses to run anywhere else). Pins carry no hashes so the same lock also
-resolves on arm64 hosts.
+CPython 3.11 / Linux x86_64, the image's platform (the script refuses to run anywhere else).
+Pins carry no hashes: those name one wheel file per platform, and the versions alone also serve
+an arm64 build wherever its wheels exist.
 """
 
 from __future__ import annotations

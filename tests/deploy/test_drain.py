@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import signal
-import statistics
 import threading
 import time
 from dataclasses import dataclass, field

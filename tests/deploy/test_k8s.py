@@ -134,9 +134,11 @@ def test_gpu_variant_requests_one_gpu_and_changes_nothing_else():
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     # Same image, probes, drain timing and security settings as the CPU deployment.
     base_container = base["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    for key in ("image", "ports", "env", "startupProbe", "livenessProbe", "readinessProbe", "lifecycle", "securityContext"):
+    same = ("image", "ports", "env", "startupProbe", "livenessProbe", "readinessProbe", "lifecycle", "securityContext")
+    for key in same:
         assert container[key] == base_container[key], key
-    assert pod["terminationGracePeriodSeconds"] == base["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    base_pod = base["Deployment"]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == base_pod["terminationGracePeriodSeconds"]
     assert gpu["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == 4
     assert gpu["Service"] == base["Service"] and gpu["PodDisruptionBudget"] == base["PodDisruptionBudget"]
 
@@ -197,7 +199,8 @@ def test_selectors_and_references_line_up(base, container):
     assert [p["targetPort"] for p in service["spec"]["ports"]] == [container["ports"][0]["name"]]
 
     hpa = base["HorizontalPodAutoscaler"]["spec"]
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
+    assert hpa["scaleTargetRef"] == target
     # A disruption may take one pod; at the HPA's floor another one must still serve.
     assert hpa["minReplicas"] >= 2 and base["PodDisruptionBudget"]["spec"]["maxUnavailable"] < hpa["minReplicas"]
     assert deployment["spec"]["replicas"] == hpa["minReplicas"]

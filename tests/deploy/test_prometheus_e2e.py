@@ -128,7 +128,8 @@ def traffic(server, prometheus) -> dict:
             return client.post("/classify", files={"file": (f"{i}.png", png(i), "image/png")})
 
         def batch(b: int) -> httpx.Response:
-            files = [("files", (f"{b}-{i}.png", png(1000 + b * BATCH_FILES + i), "image/png")) for i in range(BATCH_FILES)]
+            seeds = range(1000 + b * BATCH_FILES, 1000 + (b + 1) * BATCH_FILES)
+            files = [("files", (f"{seed}.png", png(seed), "image/png")) for seed in seeds]
             return client.post("/classify/batch", files=files)
 
         def empty() -> httpx.Response:
@@ -211,7 +212,8 @@ def test_predictions_rejections_and_model_info(prometheus, traffic):
             returned[item["result"]["bin"]] = returned.get(item["result"]["bin"], 0) + 1
     assert {b: int(v) for (b,), v in per_bin.items()} == returned
     assert prometheus.query('garment_sorter_rejections_total{reason="empty_image"}') == {(): EMPTY}
-    metadata = json.loads(max(served_model_dir().glob("[0-9]*/metadata.json"), key=lambda p: int(p.parent.name)).read_text())
+    newest = max(served_model_dir().glob("[0-9]*/metadata.json"), key=lambda p: int(p.parent.name))
+    metadata = json.loads(newest.read_text())
     assert prometheus.query("garment_sorter_model_info", by=("name", "version")) == {
         (metadata["name"], str(metadata["version"])): 1.0
     }
@@ -221,7 +223,8 @@ def test_predictions_rejections_and_model_info(prometheus, traffic):
 
 def test_recording_rules_evaluate_on_the_real_series(prometheus, traffic):
     prometheus.wait_until(
-        lambda: prometheus.query("garment_sorter:requests:rate5m", by=("route",)).keys() == {("/classify",), ("/classify/batch",)},
+        lambda: set(prometheus.query("garment_sorter:requests:rate5m", by=("route",)))
+        == {("/classify",), ("/classify/batch",)},
         20, "the recording rules",
     )
     assert prometheus.query("garment_sorter:request_errors:ratio_rate5m") == {(): 0.0}
