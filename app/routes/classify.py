@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
@@ -129,9 +130,26 @@ async def disconnect_watch(request: Request) -> AsyncIterator[asyncio.Future]:
 
 
 async def _read_multipart(request: Request, max_files: int) -> FormData:
+    # An upload cut short lacks the closing delimiter, and the parser silently drops its
+    # unfinished part: without this check it would be answered "field 'file' is required".
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    closing = b"--" + params.get(b"boundary", b"") + b"--"
+    keep = len(closing) + 4  # + line breaks after it
+    tail = b""
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal tail
+        async for chunk in request.stream():
+            tail = chunk[-keep:] if len(chunk) >= keep else (tail + chunk)[-keep:]
+            yield chunk
+
     try:
-        parser = MultiPartParser(request.headers, request.stream(), max_files=max_files, max_fields=max_files + 8)
-        return await parser.parse()
+        parser = MultiPartParser(request.headers, stream(), max_files=max_files, max_fields=max_files + 8)
+        form = await parser.parse()
+        if not tail.rstrip(b"\r\n").endswith(closing):
+            await form.close()
+            raise errors.malformed_multipart("the body ends before the closing boundary")
+        return form
     except MultiPartException as exc:
         if exc.message.startswith("Too many files"):
             raise errors.too_many_files(max_files) from None
