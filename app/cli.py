@@ -58,12 +58,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
+    from app.protocol import bounded_head_protocol
 
     settings = _settings(log_level=args.log_level)
     _preflight(settings)
     _configure_logging(settings.log_level)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
+        http=bounded_head_protocol(settings.max_header_bytes, app.state.service.count_rejection),
         host=args.host,
         port=args.port,
         workers=1,  # the batcher needs every request in one process

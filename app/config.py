@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_batch_files: int = Field(256, ge=1)
     max_image_pixels: int = Field(40_000_000, ge=784, description="Larger images are refused before decoding")
     max_item_id_length: int = Field(128, ge=1)
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="Request line plus headers; a larger head is answered 431 (serve only)"
+    )
     default_top_k: int = Field(3, ge=1, le=10)
 
     # Preprocessing

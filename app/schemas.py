@@ -77,6 +77,22 @@ class BatchItem(BaseModel):
     error: BatchItemError | None
 
 
+BATCH_EXAMPLE: dict[str, Any] = {
+    "model": {"name": "fashion-cnn", "version": 1},
+    "count": 2,
+    "failed": 1,
+    "results": [
+        {"index": 0, "filename": "boot.jpg", "result": {**CLASSIFY_EXAMPLE, "item_id": None}, "error": None},
+        {
+            "index": 1,
+            "filename": "scan.pdf",
+            "result": None,
+            "error": {"status": 415, "detail": "The data is not an image in a recognised format.", "code": "not_an_image"},
+        },
+    ],
+}
+
+
 class BatchResponse(BaseModel):
     model: ModelRef
     count: int

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from app import errors
 from app.deps import ApiKeyDep, ServiceDep
 from app.errors import ApiError, ClientGone
-from app.schemas import CLASSIFY_EXAMPLE, BatchResponse, ClassifyResponse, ErrorBody
+from app.schemas import BATCH_EXAMPLE, CLASSIFY_EXAMPLE, BatchResponse, ClassifyResponse, ErrorBody
 
 router = APIRouter(tags=["classify"], dependencies=[ApiKeyDep])
 
@@ -232,7 +232,10 @@ async def classify(
     summary="Classify up to 256 photos in one request",
     description="Results come back in input order; each entry holds either a result or that file's own "
     "error (same codes as POST /classify): one bad image never fails the others.",
-    responses=_error_responses(400, 401, 413, 415, 422, 503),
+    responses={
+        200: {"content": {"application/json": {"example": BATCH_EXAMPLE}}},
+        **_error_responses(400, 401, 413, 415, 422, 503),
+    },
     openapi_extra=BATCH_BODY,
 )
 async def classify_batch(request: Request, service: ServiceDep, top_k: TopK = None, as_of: AsOf = None) -> Response:
