@@ -186,6 +186,16 @@ class LoadResult:
     p99_ms: float
     requests: int
     errors: int
+    server_cpu_ms_per_request: float | None = None
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (all its threads), from /proc; None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -256,11 +266,17 @@ def bench_http(args: argparse.Namespace) -> dict:
             wrk(url, body, content_type, max(concurrencies), args.warmup_s)  # JIT paths, pools, caches
             table[build] = []
             for concurrency in concurrencies:
+                cpu_before = process_cpu_s(server.process.pid)
                 result = wrk(url, body, content_type, concurrency, args.duration_s)
+                cpu_after = process_cpu_s(server.process.pid)
+                if cpu_before is not None and cpu_after is not None and result.requests:
+                    result.server_cpu_ms_per_request = 1000 * (cpu_after - cpu_before) / result.requests
                 table[build].append(result)
+                cpu = f"{result.server_cpu_ms_per_request:.3f}" if result.server_cpu_ms_per_request else "?"
                 print(
                     f"{build:>10}  c={concurrency:<3} {result.requests_per_s:8.0f} images/s  "
-                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+                    f"server CPU {cpu} ms/request  errors {result.errors}",
                     flush=True,
                 )
     top = max(concurrencies)
