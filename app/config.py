@@ -6,6 +6,7 @@ that names the environment variable (see :func:`load_settings`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -28,8 +29,10 @@ class Settings(BaseSettings):
     model_backend: Literal["tensorflow", "null"] = Field(
         "tensorflow", description="'null' skips inference (constant output): the benchmark's ceiling"
     )
-    tf_intra_op_threads: int = Field(1, ge=0, description="TensorFlow intra-op threads (0: TF default)")
-    tf_inter_op_threads: int = Field(1, ge=0, description="TensorFlow inter-op threads (0: TF default)")
+    tf_intra_op_threads: int | None = Field(
+        None, ge=0, description="TensorFlow intra-op threads; unset: all cores but one (kept for the event loop); 0: TF default"
+    )
+    tf_inter_op_threads: int = Field(1, ge=0, description="TensorFlow inter-op threads (one batch runs at a time)")
 
     # Batching
     max_batch_size: int = Field(64, ge=1, le=1024)
@@ -97,6 +100,12 @@ class Settings(BaseSettings):
                 "a full batch request could never be queued"
             )
         return self
+
+    @property
+    def intra_op_threads(self) -> int:
+        if self.tf_intra_op_threads is not None:
+            return self.tf_intra_op_threads
+        return max(1, (os.cpu_count() or 2) - 1)
 
     @property
     def max_wait_s(self) -> float:

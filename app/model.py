@@ -323,6 +323,6 @@ def load_model(settings: Any) -> Model:
     return load_tensorflow_model(
         settings.resolved_model_dir(),
         settings.max_batch_size,
-        settings.tf_intra_op_threads,
+        settings.intra_op_threads,
         settings.tf_inter_op_threads,
     )

@@ -5,7 +5,8 @@ headers per connection and the server would hold and parse them all (measured: a
 took 4.7 s of CPU and was then answered 200). Here a head that grows past the limit is answered
 431 with the API's JSON error body before the app sees it. The connection then lingers for a
 moment, reading and dropping what the client still sends, so the client reads the 431 rather
-than a reset; then it is closed.
+than a reset; then it is closed. A request httptools cannot parse at all gets the same treatment
+as a JSON 400 (code malformed_request) instead of uvicorn's plain-text one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from http import HTTPStatus
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -83,15 +85,19 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self._in_head and self._head_bytes > self.max_head_bytes:
             self._refuse()
 
-    def _refuse(self) -> None:
-        error = headers_too_large(self.max_head_bytes)
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers a request httptools cannot parse in plain text; the API answers JSON.
+        self._refuse(errors.ApiError(400, "malformed_request", f"The HTTP request cannot be parsed: {msg}"))
+
+    def _refuse(self, error: errors.ApiError | None = None) -> None:
+        error = error or headers_too_large(self.max_head_bytes)
         body = json.dumps(error.body()).encode()
         head = (
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/json\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\n"
-            b"connection: close\r\n\r\n"
-        )
+            f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n"
+            "content-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
+        ).encode()
         self.transport.write(head + body)
         self._refused = True
         asyncio.get_running_loop().call_later(LINGER_S, self.transport.close)
