@@ -6,8 +6,10 @@ logs no unhandled error, and its memory stays bounded.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
 import string
 import time
 from collections import Counter
@@ -245,15 +247,29 @@ def classify_requests(draw) -> Request:
         cut = draw(st.integers(len(BOUNDARY) + 4, len(whole) - 3))
         return Request("/classify", whole[:cut], {**headers, "Content-Type": MULTIPART},
                        (400, "malformed_multipart"), "multipart cut short")  # fmt: skip
-    # headers: X-Item-Id of every length, or hundreds of extra headers
-    shape = draw(st.sampled_from(["item id", "many headers"]))
+    # headers: X-Item-Id of every length, hundreds of extra headers, or a head past the limit
+    shape = draw(st.sampled_from(["item id", "many headers", "oversized"]))
+    if shape == "oversized":
+        size = draw(st.integers(40_000, 2_000_000))  # the limit is 32 KiB
+        where = draw(st.sampled_from(["one header", "many headers", "url"]))
+        path = "/classify"
+        if where == "one header":
+            headers["X-Junk"] = "j" * size
+        elif where == "many headers":
+            headers.update({f"X-Junk-{i}": "j" * 1000 for i in range(size // 1000)})
+        else:
+            path += "?pad=" + "p" * size
+        headers["Content-Type"] = "image/png"
+        return Request(path, body.data, headers, (431, "headers_too_large"), f"{size // 1000} kB head in {where}")
     headers["Content-Type"] = "image/png"
     if shape == "item id":
-        item_id = draw(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), min_size=1, max_size=300))
-        item_id = item_id.strip(" ") or "x"  # HTTP trims a header value's surrounding spaces
+        alphabet = st.characters(min_codepoint=0, max_codepoint=255, exclude_characters="\r\n\t")
+        item_id = draw(st.text(alphabet=alphabet, min_size=1, max_size=300)).strip(" ") or "x"  # HTTP trims spaces
         headers["X-Item-Id"] = item_id
         expect = body.expect
-        if expect[0] != 400 and (len(item_id) > 128 or any(127 <= ord(c) < 160 for c in item_id)):
+        if any(ord(c) < 32 or ord(c) == 127 for c in item_id):  # not a valid HTTP field value at all
+            expect = (400, "malformed_request")
+        elif expect[0] != 400 and (len(item_id) > 128 or any(127 <= ord(c) < 160 for c in item_id)):
             expect = (422, "validation_error")
         return Request("/classify", body.data, headers, expect, f"X-Item-Id {len(item_id)} chars", item_id=item_id)
     count = draw(st.integers(100, 400))
@@ -278,6 +294,8 @@ class Wire:
         self.connection: http.client.HTTPConnection | None = None
 
     def send(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        if request.expect[0] == 431:
+            return self.send_refused(request)
         for attempt in range(2):
             if self.connection is None:
                 self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
@@ -298,6 +316,20 @@ class Wire:
                 if attempt:
                     raise
         raise AssertionError("unreachable")
+
+    def send_refused(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        """A request whose head the server refuses mid-stream: sent on its own connection, and
+        the answer read even if the server stopped reading before the end."""
+        lines = [f"POST {request.path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(request.body)}"]
+        lines += [f"{name}: {value}" for name, value in request.headers.items()]
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body
+        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as sock:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(raw)
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            body = response.read()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, body
 
     def close(self) -> None:
         if self.connection is not None:
@@ -352,6 +384,12 @@ def fuzzed(server: bench.Server, tally: Tally):
         if key[0] == "garment_sorter_requests_total" and dict(key[1])["status"].startswith("5")
     }
     assert not any(server_errors.values()), server_errors
+    # Every refusal is counted once under its code, on the server as on the client.
+    for (status, code), count in tally.statuses.items():
+        if status != 200:
+            counted = metric(after, "garment_sorter_rejections_total", reason=code)
+            counted -= metric(before, "garment_sorter_rejections_total", reason=code)
+            assert counted == count, (code, counted, count)
     assert metric(after, "garment_sorter_ready") == 1
     log = server.log()[log_offset:]
     assert "Traceback" not in log and "unhandled error" not in log, log[-3000:]
@@ -372,6 +410,7 @@ def test_classify_answers_every_hostile_body_exactly(fuzzed: Wire, tally: Tally,
     started = time.perf_counter()
     status, headers, raw = fuzzed.send(request)
     elapsed = time.perf_counter() - started
+    assert headers.get("content-type") == "application/json", (request.kind, request.headers, status, raw[:300])
     body = json.loads(raw)
     assert (status, body.get("code")) == request.expect, (request.kind, status, body)
     if status == 200:
