@@ -25,7 +25,8 @@ async def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def _check_key(service: Service, key: str | None) -> None:
+def check_api_key(service: Service, key: str | None) -> None:
+    """401 unless API keys are off or key is one of them."""
     keys = service.settings.api_keys
     if not keys:
         return
@@ -39,14 +40,14 @@ def _check_key(service: Service, key: str | None) -> None:
 
 
 async def require_api_key(service: ServiceDep, key: Annotated[str | None, Security(api_key_header)]) -> None:
-    _check_key(service, key)
+    check_api_key(service, key)
 
 
 async def require_api_key_for_metrics(
     service: ServiceDep, key: Annotated[str | None, Security(api_key_header)]
 ) -> None:
     if service.settings.metrics_require_key:
-        _check_key(service, key)
+        check_api_key(service, key)
 
 
 ApiKeyDep = Depends(require_api_key)
