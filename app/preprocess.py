@@ -134,13 +134,15 @@ def _normalise_mode(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, ...
 
 
+def has_dark_border(pixels: np.ndarray) -> bool:
+    """A 28x28 gray array whose 1-px border (108 pixels) averages below DARK_BORDER_MEAN."""
+    ring_sum = int(pixels.sum(dtype=np.int64)) - int(pixels[1:-1, 1:-1].sum(dtype=np.int64))
+    return ring_sum < DARK_BORDER_MEAN * (4 * SIZE - 4)
+
+
 def is_fashion_mnist_like(image: Image.Image) -> bool:
     """28x28 grayscale with a dark border: already in the dataset's form."""
-    if image.size != (SIZE, SIZE) or image.mode != "L":
-        return False
-    pixels = np.asarray(image, dtype=np.int32)
-    ring_sum = int(pixels.sum()) - int(pixels[1:-1, 1:-1].sum())  # the 1-px border, 108 pixels
-    return ring_sum < DARK_BORDER_MEAN * (4 * SIZE - 4)
+    return image.size == (SIZE, SIZE) and image.mode == "L" and has_dark_border(np.asarray(image))
 
 
 def _trim_box(image: Image.Image) -> tuple[int, int, int, int] | None:
@@ -189,12 +191,12 @@ def photo_to_28(image: Image.Image, resize: Resize = "antialias") -> np.ndarray:
 
 def to_model_input(image: Image.Image, resize: Resize = "antialias") -> np.ndarray:
     """An upright decoded image -> uint8 (28, 28), garment bright on black."""
-    if image.size == (SIZE, SIZE) and image.mode == "RGB":
-        channels = np.asarray(image)
-        if (channels == channels[..., :1]).all():  # a gray image stored as RGB
-            image = Image.fromarray(np.ascontiguousarray(channels[..., 0]), "L")
-    if is_fashion_mnist_like(image):
-        return np.array(image, dtype=np.uint8)
+    if image.size == (SIZE, SIZE):
+        pixels = np.asarray(image)  # one copy out of Pillow, reused for the check and the answer
+        if image.mode == "RGB" and (pixels == pixels[..., :1]).all():  # a gray image stored as RGB
+            pixels = np.ascontiguousarray(pixels[..., 0])
+        if pixels.ndim == 2 and has_dark_border(pixels):
+            return pixels
     return photo_to_28(image, resize)
 
 
