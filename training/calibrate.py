@@ -213,13 +213,19 @@ def calibrate_logits(val_logits, val_labels, test_logits, test_labels, out_dir: 
     return result
 
 
-def model_logits(model, images: np.ndarray) -> np.ndarray:
+def model_logits(model, images: np.ndarray, tta_flip: bool = False) -> np.ndarray:
+    """Logits as the exported graph computes them (optionally averaged with the mirrored image)."""
     from training.architectures import logits_model
 
-    return logits_model(model).predict(data.to_model_inputs(images), batch_size=1024, verbose=0)
+    to_logits = logits_model(model)
+    inputs = data.to_model_inputs(images)
+    logits = to_logits.predict(inputs, batch_size=1024, verbose=0)
+    if tta_flip:
+        logits = (logits + to_logits.predict(inputs[:, :, ::-1], batch_size=1024, verbose=0)) / 2
+    return logits
 
 
-def calibrate_run(run_dir: Path, out_dir: Path | None = None) -> dict:
+def calibrate_run(run_dir: Path, out_dir: Path | None = None, tta_flip: bool = False) -> dict:
     """Calibrate a finished run; writes run_dir/calibration.json (export reads it) and the figures."""
     from training.train import load_best
 
@@ -230,9 +236,12 @@ def calibrate_run(run_dir: Path, out_dir: Path | None = None) -> dict:
     split = data.split_train_validation(data.load_fashion_mnist(), seed=config.get("split_seed", data.DEFAULT_SPLIT_SEED))
     model = load_best(run_dir)
     result = calibrate_logits(
-        model_logits(model, split.x_val), split.y_val,
-        model_logits(model, split.x_test), split.y_test,
+        model_logits(model, split.x_val, tta_flip), split.y_val,
+        model_logits(model, split.x_test, tta_flip), split.y_test,
         out_dir or run_dir,
     )
+    result["tta_flip"] = tta_flip
+    result["validation_accuracy"] = float(np.mean(model_logits(model, split.x_val, tta_flip).argmax(1) == split.y_val))
+    result["test_accuracy"] = float(np.mean(model_logits(model, split.x_test, tta_flip).argmax(1) == split.y_test))
     (run_dir / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -131,7 +131,8 @@ def _export_run(run_dir: Path, model_root: Path, version: int | None, temperatur
     }
     if temperature is None:
         temperature = float(calibration.get("temperature", 1.0))
-    return export.export(load_best(run_dir), model_root, metadata, version=version, temperature=temperature)
+    return export.export(load_best(run_dir), model_root, metadata, version=version, temperature=temperature,
+                         tta_flip=bool(calibration.get("tta_flip", False)))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -142,7 +143,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from training.calibrate import calibrate_run
 
-    result = calibrate_run(Path(args.run), Path(args.out) if args.out else None)
+    result = calibrate_run(Path(args.run), Path(args.out) if args.out else None, tta_flip=args.tta_flip)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -216,6 +217,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("calibrate", help="temperature, ECE and the review threshold for a run")
     p.add_argument("--run", required=True)
     p.add_argument("--out", default=None, help="directory for the calibration figures (default: the run)")
+    p.add_argument("--tta-flip", action="store_true",
+                   help="serve the average of the image and its mirror (export follows calibration.json)")
     p.set_defaults(func=cmd_calibrate)
 
 

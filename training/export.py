@@ -57,7 +57,7 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def _write_savedmodel(keras_model, path: Path, temperature: float) -> None:
+def _write_savedmodel(keras_model, path: Path, temperature: float, tta_flip: bool = False) -> None:
     import keras
     import tensorflow as tf
 
@@ -72,6 +72,8 @@ def _write_savedmodel(keras_model, path: Path, temperature: float) -> None:
     def serve(images):
         scaled = tf.cast(images, tf.float32) / 255.0
         logits = tf.cast(to_logits(scaled, training=False), tf.float32)
+        if tta_flip:  # garments are left-right symmetric: average with the mirrored view
+            logits = (logits + tf.cast(to_logits(tf.reverse(scaled, axis=[2]), training=False), tf.float32)) / 2
         return {"probabilities": tf.nn.softmax(logits * inverse_temperature), "logits": logits}
 
     archive.add_endpoint(
@@ -88,6 +90,7 @@ def export(
     metadata: dict,
     version: int | None = None,
     temperature: float = 1.0,
+    tta_flip: bool = False,
 ) -> Path:
     """Export atomically to model_root/<version>/ and return that directory."""
     if temperature <= 0:
@@ -101,7 +104,7 @@ def export(
 
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_root))
     try:
-        _write_savedmodel(keras_model, staging, temperature)
+        _write_savedmodel(keras_model, staging, temperature, tta_flip)
         full_metadata = {
             "name": MODEL_NAME,
             "version": version,
@@ -112,6 +115,7 @@ def export(
             "outputs": {"probabilities": "float32 [None, 10]", "logits": "float32 [None, 10]"},
             "signature": SIGNATURE,
             "temperature": float(temperature),
+            "tta_flip": tta_flip,
             "git_commit": git_commit(),
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             **metadata,

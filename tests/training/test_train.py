@@ -62,7 +62,7 @@ def test_temperature_is_baked_into_probabilities(smoke_run, tmp_path, fashion):
 def test_failed_export_leaves_nothing_behind(smoke_run, tmp_path, monkeypatch):
     root = tmp_path / "fashion-cnn"
 
-    def write_half_then_fail(model, path, temperature):
+    def write_half_then_fail(model, path, temperature, tta_flip):
         (path / "saved_model.pb").write_bytes(b"half")
         raise OSError("disk full")
 
@@ -124,3 +124,14 @@ def test_folding_batch_norm_keeps_predictions(fashion):
     assert folded.count_params() < model.count_params()
     images = data.to_model_inputs(fashion.x_test[:256])
     assert np.abs(folded.predict(images, verbose=0) - model.predict(images, verbose=0)).max() < 1e-5
+
+
+def test_flip_averaging_export_matches_calibration_logits(smoke_run, tmp_path, fashion):
+    from training.calibrate import model_logits
+
+    model = load_best(smoke_run.run_dir)
+    version_dir = export.export(model, tmp_path / "m", {}, tta_flip=True)
+    served = export.predict_exported(version_dir, fashion.x_test[:64])
+    expected = model_logits(model, fashion.x_test[:64], tta_flip=True)
+    assert np.abs(served["logits"] - expected).max() < 1e-4
+    assert np.abs(served["logits"] - model_logits(model, fashion.x_test[:64])).max() > 1e-3
