@@ -261,12 +261,19 @@ class Service:
         self, data: bytes, *, top_k: int, as_of: dt.date | None, item_id: str | None, disconnected: asyncio.Future
     ) -> dict[str, Any]:
         batcher = self.check_accepting()
-        with batcher.incoming():
+        try:
+            admitted = batcher.admit()  # refused before decoding: shedding load must be cheap
+        except QueueFull:
+            raise errors.queue_full() from None
+        started = time.perf_counter()
+        with admitted:
             prepared = await self.prepare(data)
             if prepared.error is not None:
                 raise prepared.error
+            # The deadline counts from admission, so waiting for a decode thread counts too.
+            remaining_s = self.settings.request_timeout_s - (time.perf_counter() - started)
             try:
-                future = batcher.submit(prepared.image)
+                future = batcher.submit(prepared.image, timeout_s=max(remaining_s, 0.0))
             except QueueFull:
                 raise errors.queue_full() from None
             except BatcherStopped:
