@@ -260,6 +260,7 @@ class OpenLoopResult:
     latencies_s: dict[int, list[float]] = field(default_factory=dict)
     retry_after: dict[int, set[str | None]] = field(default_factory=dict)
     codes: dict[int, dict[str, int]] = field(default_factory=dict)
+    server_ms: list[float] = field(default_factory=list)  # 200s: preprocess + queue + inference
     failures: list[str] = field(default_factory=list)  # transport errors: nothing may be lost
     late_sends: int = 0  # sends more than 50 ms behind schedule (the generator could not keep up)
     connections: int = 0
@@ -303,9 +304,12 @@ async def open_loop(
         result.latencies_s.setdefault(status, []).append(response.latency_s)
         result.retry_after.setdefault(status, set()).add(response.headers.get("retry-after"))
         with contextlib.suppress(ValueError, KeyError):
-            code = json.loads(response.body)["code"]
-            result.codes.setdefault(status, {}).setdefault(code, 0)
-            result.codes[status][code] += 1
+            answer = json.loads(response.body)
+            if status == 200:
+                result.server_ms.append(sum(answer["timings_ms"].values()))
+            else:
+                result.codes.setdefault(status, {}).setdefault(answer["code"], 0)
+                result.codes[status][answer["code"]] += 1
         if response.headers.get("connection", "").lower() == "close":
             connection.abort()
         else:
