@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _full_date(value: Any) -> Any:
+    # pydantic alone also takes "0" or "3.2e-130" (Unix timestamps) and datetimes for a date;
+    # the schema says `format: date`, so only RFC 3339 full-date text is a date here.
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("Input should be a date in the form YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_full_date)]
 
 
 class ErrorBody(BaseModel):

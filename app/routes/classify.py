@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from app import errors
 from app.deps import check_api_key
 from app.errors import ApiError, ClientGone
-from app.schemas import BATCH_EXAMPLE, CLASSIFY_EXAMPLE, BatchResponse, ClassifyResponse, ErrorBody
+from app.schemas import BATCH_EXAMPLE, CLASSIFY_EXAMPLE, BatchResponse, ClassifyResponse, ErrorBody, IsoDate
 from app.service import Service
 
 router = APIRouter(tags=["classify"])
@@ -60,7 +60,7 @@ SECURITY = [{"APIKeyHeader": []}]
 
 
 _TOP_K = TypeAdapter(Annotated[int, Field(ge=TOP_K_MIN, le=TOP_K_MAX)])
-_DATE = TypeAdapter(dt.date)
+_DATE = TypeAdapter(IsoDate)
 
 
 def _query(request: Request) -> tuple[int | None, dt.date | None]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from app import errors
 from app.deps import ApiKeyDep, ServiceDep
-from app.schemas import ErrorBody, ModelInfo, PolicyInfo
+from app.schemas import ErrorBody, IsoDate, ModelInfo, PolicyInfo
 
 router = APIRouter(prefix="/v1", tags=["info"], dependencies=[ApiKeyDep])
 _NOT_LOADED = {
@@ -38,7 +38,7 @@ _BAD_DATE = {422: {"model": ErrorBody, "description": "as_of is not an ISO date 
 )
 async def policy_info(
     service: ServiceDep,
-    as_of: Annotated[dt.date | None, Query(description="Date for current_season; default today")] = None,
+    as_of: Annotated[IsoDate | None, Query(description="Date for current_season; default today")] = None,
 ) -> dict[str, Any]:
     if service.policy is None:
         raise errors.not_ready()
