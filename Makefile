@@ -38,5 +38,6 @@ serve: install
 test: apt-deps install-dev
 	$(BIN)/python -m pytest
 
+# Writes docs/benchmarks.md and docs/bench/*.png (about 25 minutes, the 10-minute soak included).
 bench: apt-deps install-dev
-	$(BIN)/garment-sorter bench
+	$(BIN)/garment-sorter bench suite

@@ -6,12 +6,10 @@ Everything talks to 127.0.0.1 only, and every loop is bounded in count and time.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +17,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +24,16 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import bench
+from app.benchsuite import (  # noqa: F401 - re-exported for the tests: one load generator, shared
+    Connection,
+    OpenLoopResult,
+    RawResponse,
+    closed_loop,
+    http_request,
+    open_loop,
+    port_of,
+    rss_bytes,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = Path(os.environ.get("SORTER_MODEL_DIR", REPO / "models" / "fashion-cnn"))
@@ -86,19 +93,6 @@ def serving(env: dict[str, str], wait_for: str = "/readyz") -> Iterator[bench.Se
         assert code == 0, f"server exited with {code}:\n{log[-3000:]}"
 
 
-def port_of(server: bench.Server) -> int:
-    return int(server.url.rsplit(":", 1)[1])
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def threads_of(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -196,173 +190,5 @@ def build_fault_model(root: Path, *, always_fail: bool = False) -> Path:
     return root
 
 
-# --- a raw HTTP/1.1 client (load, disconnects, hostile framing) ---------------------------------
-def http_request(
-    method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, port: int = 0
-) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
-    merged = {"Content-Length": str(len(body)), **(headers or {})}
-    lines += [f"{k}: {v}" for k, v in merged.items() if v is not None]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-@dataclass
-class RawResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    latency_s: float
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    status = int(status_line.split(" ", 2)[1])
-    headers = {}
-    for line in header_lines:
-        if ":" in line:
-            name, value = line.split(":", 1)
-            headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    body = await reader.readexactly(length) if length else b""
-    return status, headers, body
-
-
-@dataclass
-class Connection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-
-    @classmethod
-    async def open(cls, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
-
-    async def exchange(self, raw: bytes) -> RawResponse:
-        started = time.perf_counter()
-        self.writer.write(raw)
-        status, headers, body = await read_response(self.reader)
-        return RawResponse(status, headers, body, time.perf_counter() - started)
-
-    def abort(self) -> None:
-        """Drop the connection at once (RST), like a scanner losing power."""
-        transport = self.writer.transport
-        transport.abort()
-
-
-@dataclass
-class OpenLoopResult:
-    sent: int
-    statuses: dict[int, int] = field(default_factory=dict)
-    latencies_s: dict[int, list[float]] = field(default_factory=dict)
-    retry_after: dict[int, set[str | None]] = field(default_factory=dict)
-    codes: dict[int, dict[str, int]] = field(default_factory=dict)
-    server_ms: list[float] = field(default_factory=list)  # 200s: preprocess + queue + inference
-    failures: list[str] = field(default_factory=list)  # transport errors: nothing may be lost
-    late_sends: int = 0  # sends more than 50 ms behind schedule (the generator could not keep up)
-    connections: int = 0
-    elapsed_s: float = 0.0
-
-    def count(self, status: int) -> int:
-        return self.statuses.get(status, 0)
-
-
-async def open_loop(
-    port: int, raw: bytes, rate_per_s: float, duration_s: float, *, max_connections: int, timeout_s: float
-) -> OpenLoopResult:
-    """Send `raw` at a fixed rate whatever the answers (open loop: requests do not wait for earlier
-    ones), each on an idle keep-alive connection or a new one; record every answer."""
-    total = int(rate_per_s * duration_s)
-    result = OpenLoopResult(sent=0)
-    idle: list[Connection] = []
-    in_use = 0
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    tasks: set[asyncio.Task] = set()
-
-    async def one(index: int) -> None:
-        nonlocal in_use
-        connection = idle.pop() if idle else None
-        in_use += 1
-        try:
-            if connection is None:
-                connection = await Connection.open(port)
-                result.connections += 1
-            response = await asyncio.wait_for(connection.exchange(raw), timeout_s)
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded and fails the test
-            result.failures.append(f"request {index}: {type(exc).__name__}: {exc}")
-            if connection is not None:
-                connection.abort()
-            return
-        finally:
-            in_use -= 1
-        status = response.status
-        result.statuses[status] = result.statuses.get(status, 0) + 1
-        result.latencies_s.setdefault(status, []).append(response.latency_s)
-        result.retry_after.setdefault(status, set()).add(response.headers.get("retry-after"))
-        with contextlib.suppress(ValueError, KeyError):
-            answer = json.loads(response.body)
-            if status == 200:
-                result.server_ms.append(sum(answer["timings_ms"].values()))
-            else:
-                result.codes.setdefault(status, {}).setdefault(answer["code"], 0)
-                result.codes[status][answer["code"]] += 1
-        if response.headers.get("connection", "").lower() == "close":
-            connection.abort()
-        else:
-            idle.append(connection)
-
-    for index in range(total):
-        due = started + index / rate_per_s
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        elif delay < -0.05:
-            result.late_sends += 1
-        while in_use >= max_connections:  # bounded: the oldest request times out after timeout_s
-            await asyncio.sleep(0.001)
-        result.sent += 1
-        task = loop.create_task(one(index))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    if tasks:
-        await asyncio.wait(tasks, timeout=timeout_s + 5)
-    result.elapsed_s = loop.time() - started
-    for connection in idle:
-        connection.writer.close()
-    return result
-
-
-async def closed_loop(port: int, raw: bytes, concurrency: int, duration_s: float) -> tuple[int, float, dict[int, int]]:
-    """`concurrency` keep-alive connections, each sending as soon as it is answered. Returns
-    (answered, elapsed seconds, status counts)."""
-    statuses: dict[int, int] = {}
-    loop = asyncio.get_running_loop()
-    stop_at = loop.time() + duration_s
-
-    async def worker() -> int:
-        connection = await Connection.open(port)
-        done = 0
-        try:
-            while loop.time() < stop_at:
-                response = await asyncio.wait_for(connection.exchange(raw), 30)
-                statuses[response.status] = statuses.get(response.status, 0) + 1
-                done += 1
-        finally:
-            connection.writer.close()
-        return done
-
-    started = loop.time()
-    counts = await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return sum(counts), loop.time() - started, statuses
-
-
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
-
-
-def sigterm(server: bench.Server) -> None:
-    server.process.send_signal(signal.SIGTERM)

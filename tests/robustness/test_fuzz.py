@@ -10,7 +10,6 @@ import contextlib
 import http.client
 import json
 import socket
-import string
 import time
 from collections import Counter
 from dataclasses import dataclass, field
