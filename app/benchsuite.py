@@ -45,6 +45,7 @@ MAX_WAIT_CONCURRENCY = (16, 64)
 BATCH_FILES = (1, 8, 32, 64, 128, 256)
 RAW_BATCH_SIZES = (1, 8, 32, 64, 128, 256)
 SOAK_WINDOW_S = 60.0
+MAX_IDLE_S = 2.0  # open loop: keep-alive connections idle longer are retired, not reused
 SOAK_RSS_GROWTH_LIMIT = 0.05
 SOAK_P99_DRIFT_LIMIT = 1.5  # last window's p99 over the first (post-warm-up) window's
 
@@ -139,15 +140,25 @@ async def open_loop(
     raws = [raw] if isinstance(raw, bytes) else list(raw)
     total = int(rate_per_s * duration_s)
     result = OpenLoopResult(sent=0)
-    idle: list[Connection] = []
+    idle: list[tuple[Connection, float]] = []  # with the time it was last answered on
     in_use = 0
     loop = asyncio.get_running_loop()
     started = loop.time()
     tasks: set[asyncio.Task] = set()
 
+    def reusable() -> Connection | None:
+        # A connection idle for long may be closed by the server's keep-alive timeout (5 s by
+        # default) just as a request goes out on it: retire it first, as HTTP clients do.
+        while idle:
+            connection, last_used = idle.pop()
+            if loop.time() - last_used < MAX_IDLE_S and not connection.reader.at_eof():
+                return connection
+            connection.writer.close()
+        return None
+
     async def one(index: int, sent_at: float) -> None:
         nonlocal in_use
-        connection = idle.pop() if idle else None
+        connection = reusable()
         in_use += 1
         try:
             if connection is None:
@@ -176,7 +187,7 @@ async def open_loop(
         if response.headers.get("connection", "").lower() == "close":
             connection.abort()
         else:
-            idle.append(connection)
+            idle.append((connection, loop.time()))
 
     for index in range(total):
         due = started + index / rate_per_s
@@ -194,7 +205,7 @@ async def open_loop(
     if tasks:
         await asyncio.wait(tasks, timeout=timeout_s + 5)
     result.elapsed_s = loop.time() - started
-    for connection in idle:
+    for connection, _ in idle:
         connection.writer.close()
     return result
 
@@ -283,9 +294,13 @@ def single_image_body() -> tuple[bytes, str]:
     return bench.multipart_body([("file", "item.png", bench.png_bytes(images[0]))])
 
 
+def _wrk_s(seconds: float) -> int:
+    return max(1, round(seconds))  # wrk takes whole seconds
+
+
 def measure(server: bench.Server, body: bytes, content_type: str, concurrency: int, duration_s: float) -> dict:
     cpu_before = bench.process_cpu_s(server.process.pid)
-    result = bench.wrk(server.url + "/classify", body, content_type, concurrency, duration_s)
+    result = bench.wrk(server.url + "/classify", body, content_type, concurrency, _wrk_s(duration_s))
     cpu_after = bench.process_cpu_s(server.process.pid)
     row = asdict(result)
     if cpu_before is not None and cpu_after is not None and result.requests:
@@ -298,7 +313,7 @@ def concurrency_sweep(args: argparse.Namespace) -> dict[str, list[dict]]:
     table: dict[str, list[dict]] = {}
     for build, env in bench.BUILDS.items():
         with bench.running_server(env) as server:
-            bench.wrk(server.url + "/classify", body, content_type, max(CONCURRENCY), args.warmup_s)
+            bench.wrk(server.url + "/classify", body, content_type, max(CONCURRENCY), _wrk_s(args.warmup_s))
             table[build] = []
             for concurrency in CONCURRENCY:
                 row = measure(server, body, content_type, concurrency, args.duration_s)
@@ -329,7 +344,7 @@ def max_wait_sweep(args: argparse.Namespace) -> list[dict]:
     rows = []
     for wait_ms in MAX_WAIT_MS:
         with bench.running_server({"SORTER_MAX_WAIT_MS": str(wait_ms)}) as server:
-            bench.wrk(server.url + "/classify", body, content_type, max(MAX_WAIT_CONCURRENCY), args.warmup_s)
+            bench.wrk(server.url + "/classify", body, content_type, max(MAX_WAIT_CONCURRENCY), _wrk_s(args.warmup_s))
             for concurrency in MAX_WAIT_CONCURRENCY:
                 row = {"max_wait_ms": wait_ms, **measure(server, body, content_type, concurrency, args.duration_s)}
                 rows.append(row)
@@ -689,7 +704,7 @@ def headlines(results: dict) -> list[str]:
                  f" ({best_wait['requests_per_s']:,.0f} images/s)")  # fmt: skip
     if results.get("soak"):
         s = results["soak"]
-        lines.append(f"soak, 10 min at {s['rate_per_s']:.0f} photos/s: RSS {100 * s['rss_growth']:+.2f} %, p99"
+        lines.append(f"soak, {s['duration_s'] / 60:g} min at {s['rate_per_s']:.0f} photos/s: RSS {100 * s['rss_growth']:+.2f} %, p99"
                      f" {s['p99_first_ms']:.0f} -> {s['p99_last_ms']:.0f} ms, {'PASS' if s['passed'] else 'FAIL'}")  # fmt: skip
     return lines
 
