@@ -15,9 +15,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import hostile as H
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from robustness_helpers import API_KEY, CLASS_NAMES, metric, port_of, rss_bytes, scrape
 
 from app import bench
@@ -462,3 +464,27 @@ def test_enough_bodies(tally: Tally) -> None:
     assert tally.bodies["classify"] >= MIN_BODIES["classify"], tally.bodies
     assert tally.bodies["batch"] >= MIN_BODIES["batch"], tally.bodies
     assert sum(tally.bodies.values()) >= 2000
+
+
+# Pillow's exif_transpose applies these per Orientation value; storing an upright image through
+# the inverse makes a file whose correct reading is the upright image again.
+_INVERSE_OF_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}  # fmt: skip
+
+
+def test_exif_orientation_is_applied_before_classifying(server: bench.Server) -> None:
+    """Each of the eight orientations, stored sideways or mirrored with its EXIF tag (lossless PNG),
+    is answered exactly like the upright image: same class and same probabilities."""
+    images, _ = bench.load_test_set()
+    upright = Image.fromarray(images[1], "L")  # a dataset image: passes through preprocessing bit-exact
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": API_KEY, "Content-Type": "image/png"}) as client:
+        expected = client.post("/classify", content=H.encode(upright, "PNG")).json()["top_k"]
+        for orientation, inverse in _INVERSE_OF_ORIENTATION.items():
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            stored = H.encode(upright.transpose(inverse), "PNG", exif=exif.tobytes())
+            answer = client.post("/classify", content=stored).json()
+            assert answer["top_k"] == expected, orientation
