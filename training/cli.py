@@ -43,7 +43,8 @@ def _add_train_options(p: argparse.ArgumentParser, default_epochs: int) -> None:
     p.add_argument("--strategy", default="default", help="default | mirrored | multiworker (TF_CONFIG)")
     p.add_argument("--limit-train", type=_positive_int, default=None, help="use the first N training images")
     p.add_argument("--full-train", action="store_true",
-                   help="train on all 60,000 (train + validation); no early stopping")
+                   help="train on all 60,000 (train + validation); no early stopping, and the "
+                        "validation figures are then not held out")
     p.add_argument("--histograms", action=argparse.BooleanOptionalAction, default=True,
                    help="TensorBoard weight and gradient histograms")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")

@@ -15,6 +15,10 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f} %"
 
 
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
 def _layer_table(arch: str) -> str:
     model = architectures.build(arch)
     lines = ["| layer | output shape | params |", "|---|---|---:|"]
@@ -110,6 +114,16 @@ items <= 1 % of all items on validation).
 
 ## Speed
 CPU inference through the exported signature, images/s ({benchmark.machine()}): {throughput}.
+
+## Against the targets
+| target | measured | met |
+|---|---:|:---:|
+| test accuracy >= 95.0 % | {_pct(test_accuracy)} | {_yes(test_accuracy >= 0.95)} |
+| parameters <= 1.5 M | {meta['params']:,} | {_yes(meta['params'] <= 1_500_000)} |
+| CPU images/s at batch 256 >= 5,000 | {images_per_s.get(256, float('nan')):,.0f} | {_yes(images_per_s.get(256, 0) >= 5000)} |
+| test ECE after calibration <= 1.5 % | {_pct(meta['ece_test_after'])} | {_yes(meta['ece_test_after'] <= 0.015)} |
+| test wrong-bin <= 1.0 % | {_pct(sorting_test['wrong_bin_rate'])} | {_yes(sorting_test['wrong_bin_rate'] <= 0.01)} |
+| test review share <= 5 % | {_pct(sorting_test['review_share'])} | {_yes(sorting_test['review_share'] <= 0.05)} |
 
 ## Known weaknesses
 - Shirt is the hardest class ({_pct(report.per_class_accuracy(matrix)[6])}): it is confused with
