@@ -4,6 +4,7 @@ HTTP path, a client that hangs up, and the graceful drain on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import socket
 import threading
@@ -13,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import bench
@@ -64,7 +66,8 @@ def test_catalog_photos_classify_within_one_point_of_raw_images(server, test_set
     subset = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), 50, replace=False) for c in range(10)]))
     raw = bench.classify_raw_over_http(server.url, images[subset])
     photos = bench.render_photos(images[subset], seed=2017)
-    assert all(p[:3] == b"\xff\xd8\xff" and len(p) > 5000 for p in photos)  # real JPEG photos, not thumbnails
+    sizes = [Image.open(io.BytesIO(p)).size for p in photos]
+    assert all(p[:3] == b"\xff\xd8\xff" for p in photos) and min(min(s) for s in sizes) >= 224  # JPEG photos
     photo = bench.classify_over_http(server.url + "/classify", photos, "image/jpeg", concurrency=16)
     raw_accuracy = float(np.mean(raw == labels[subset]))
     photo_accuracy = float(np.mean(photo == labels[subset]))
