@@ -159,7 +159,6 @@ async def open_loop(
     async def one(index: int, sent_at: float) -> None:
         nonlocal in_use
         connection = reusable()
-        in_use += 1
         try:
             if connection is None:
                 connection = await Connection.open(port)
@@ -198,6 +197,7 @@ async def open_loop(
             result.late_sends += 1
         while in_use >= max_connections:  # bounded: the oldest request times out after timeout_s
             await asyncio.sleep(0.001)
+        in_use += 1  # counted here, not in the task: a burst of new tasks must not overshoot
         result.sent += 1
         task = loop.create_task(one(index, loop.time() - started))
         tasks.add(task)

@@ -35,7 +35,18 @@ OVERLOAD = 4.0
 MEASURE_S = 2.0
 OVERLOAD_S = 3.0
 CLIENT_TIMEOUT_S = 15.0  # far beyond deadline + any queueing: reaching it means something hung
-MAX_CONNECTIONS = 1024
+MAX_CONNECTIONS = 256  # a fleet of scanners, each with its keep-alive connection
+REJECT_P50_LIMIT_S = DEADLINE_S / 4
+
+
+def run(coroutine):
+    """The load generator on uvloop when installed (uvicorn[standard] brings it): it shares two
+    cores with the server, so its own cost per request matters."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +70,7 @@ def photo() -> bytes:
 def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(overload_server: bench.Server, photo: bytes) -> None:
     port = port_of(overload_server)
     raw = http_request("POST", "/classify", photo, {"Content-Type": "image/jpeg"}, port)
-    answered, elapsed, statuses = asyncio.run(closed_loop(port, raw, 16, MEASURE_S))
+    answered, elapsed, statuses = run(closed_loop(port, raw, 16, MEASURE_S))
     assert set(statuses) == {200}, statuses
     capacity = answered / elapsed
     before = scrape(overload_server)
@@ -82,7 +93,7 @@ def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(overload_se
             stop.set()
             await watcher
 
-    result = asyncio.run(overload())
+    result = run(overload())
     after = scrape(overload_server)
     ok, full, late = result.count(200), result.count(503), result.count(504)
     reject_p99_ms = 1000 * percentile(result.latencies_s.get(503, []), 99)
@@ -105,6 +116,9 @@ def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(overload_se
     # Accepted requests were answered within their deadline, counted from admission.
     assert len(result.server_ms) == ok and max(result.server_ms) <= 1000 * DEADLINE_S
     assert result.codes.get(503) == {"queue_full": full} and result.retry_after[503] == {"1"}
+    # Refused at once: no decoding, no queueing (p99 is printed; on two shared cores it includes
+    # waiting for the event loop behind everything else).
+    assert percentile(result.latencies_s[503], 50) < REJECT_P50_LIMIT_S
     if late:
         assert result.codes[504] == {"deadline_exceeded": late}
     # The server counted the same story.
@@ -115,7 +129,9 @@ def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(overload_se
         assert delta("garment_sorter_requests_total", route="/classify", status=str(status)) == count
     assert delta("garment_sorter_rejections_total", reason="queue_full") == full
     assert delta("garment_sorter_rejections_total", reason="deadline") == late
-    assert delta("garment_sorter_batch_size_sum") == ok  # exactly the answered images were inferred
+    # Every answered image was inferred; beyond those only images whose deadline passed while
+    # their batch ran (answered 504 all the same) — never a refused or dropped one.
+    assert ok <= delta("garment_sorter_batch_size_sum") <= ok + late
     # Afterwards: idle, ready, answering.
     assert metric(after, "garment_sorter_queue_depth") == 0 and metric(after, "garment_sorter_inflight_requests") == 0
     assert ready_status(overload_server)[0] == 200
@@ -127,4 +143,4 @@ def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(overload_se
         finally:
             connection.writer.close()
 
-    assert asyncio.run(one())["label"]
+    assert run(one())["label"]
