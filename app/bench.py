@@ -39,6 +39,7 @@ from PIL import Image
 
 DATASET_DIRS = (os.environ.get("FASHION_MNIST_DIR"), "/usr/share/datasets/fashion-mnist", "~/.keras/datasets/fashion-mnist")
 BACKGROUND = 253  # #fdfdfd, the dataset's photo background
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 BOUNDARY = "garmentsorterbenchboundary"
 
 
@@ -81,9 +82,16 @@ def render_catalog_photo(image: np.ndarray, rng: np.random.Generator, upscale: s
     scale = int(rng.integers(8, 15))  # 224..392 px
     big = Image.fromarray(image, "L").resize((28 * scale, 28 * scale), UPSCALE[upscale])
     coverage = np.asarray(big, dtype=np.float32) / 255.0  # dataset: garment bright = photo dark
-    tint = rng.uniform(0.6, 1.4, 3).astype(np.float32)
-    tint /= tint @ np.array([0.299, 0.587, 0.114], np.float32)  # keep the luma of the original
-    garment = BACKGROUND - coverage[..., None] * (BACKGROUND * tint)
+    gray = BACKGROUND * (1.0 - coverage)  # the photo's luma: the dataset image, negated
+    # A colour of that same luma: chroma added along a direction of zero luma, strongest in the
+    # mid-tones and none at black or at the background, so no channel clips and no gray level
+    # (what the model sees) is lost to the tint.
+    direction = rng.uniform(-1.0, 1.0, 3).astype(np.float32)
+    direction -= (direction @ LUMA) / LUMA.sum()  # zero-luma component only
+    direction /= max(1e-6, float(np.abs(direction).max()))
+    saturation = float(rng.uniform(0.3, 0.8)) * 127.0
+    amplitude = np.minimum(4.0 * coverage * (1.0 - coverage) * saturation, np.minimum(gray, 255.0 - gray))
+    garment = gray[..., None] + amplitude[..., None] * direction
     height, width = coverage.shape
     top, bottom, left, right = (int(rng.integers(0.05 * height, 0.25 * height)) for _ in range(4))
     canvas = np.full((top + height + bottom, left + width + right, 3), BACKGROUND, np.float32)
