@@ -110,6 +110,7 @@ class Batcher:
         timeout_s: float = 5.0,
         observer: BatchObserver | None = None,
         name: str = "batcher",
+        padded_sizes: Sequence[int] | None = None,
     ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -121,6 +122,12 @@ class Batcher:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.fn = fn
         self.max_batch_size = max_batch_size
+        # The sizes the model runs at (padding up to the next one). A batch that would waste more
+        # padded rows than it would leave queued is cut to the size below; the rest leads the next.
+        sizes = sorted(set(padded_sizes or ())) or [1 << i for i in range(max_batch_size.bit_length())]
+        if sizes[-1] < max_batch_size:
+            sizes.append(max_batch_size)
+        self.padded_sizes = tuple(sizes)
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.timeout_s = timeout_s
@@ -287,6 +294,13 @@ class Batcher:
                     self.observer.on_drop("client_gone")
                 continue  # deadline drops were counted when they expired
             batch.append(job)
+        count = len(batch)
+        below = max((size for size in self.padded_sizes if size <= count), default=count)
+        above = min((size for size in self.padded_sizes if size >= count), default=count)
+        if above - count > count - below:
+            for job in reversed(batch[below:]):
+                queue.appendleft(job)
+            del batch[below:]
         return batch
 
     async def _execute(self, batch: list[_Job]) -> None:

@@ -85,6 +85,7 @@ class Service:
             max_queue=settings.max_queue,
             timeout_s=settings.request_timeout_s,
             observer=self.metrics,
+            padded_sizes=model.batch_sizes,
         )
         self.metrics.watch(lambda: self.batcher.queue_depth if self.batcher else 0, lambda: self.inflight)
         self._idle.set()

@@ -153,16 +153,44 @@ def test_jobs_arriving_during_a_batch_form_the_next_batch():
         first = batcher.submit(image(0))
         tags, gate = await model.next_batch()
         assert tags == [0]
-        later = batcher.submit_many([image(i) for i in range(1, 6)])
-        assert batcher.queue_depth == 5
+        later = batcher.submit_many([image(i) for i in range(1, 5)])
+        assert batcher.queue_depth == 4
         gate.set()
         tags, gate = await model.next_batch()
-        assert tags == [1, 2, 3, 4, 5]
+        assert tags == [1, 2, 3, 4]
         gate.set()
-        assert [(await result(f)).row for f in (first, *later)] == [0, 1, 2, 3, 4, 5]
-        assert observer.batches == [1, 5]
+        assert [(await result(f)).row for f in (first, *later)] == [0, 1, 2, 3, 4]
+        assert observer.batches == [1, 4]
 
     run(scenario, hold=True, max_batch_size=8)
+
+
+@pytest.mark.parametrize(
+    ("queued", "batches"),
+    [
+        (3, [3]),  # padded to 4: one wasted row, as many as splitting would leave behind
+        (5, [4, 1]),  # padding to 8 would waste 3 rows
+        (20, [16, 4]),
+        (24, [24]),  # padded to 32 (8 wasted) rather than 16 + 8
+        (40, [32, 8]),
+        (64, [64]),
+    ],
+)
+def test_batches_are_cut_to_a_padded_size_when_padding_wastes_more(queued, batches):
+    async def scenario(batcher, model, observer):
+        blocker = batcher.submit(image(0))
+        _, gate = await model.next_batch()
+        futures = batcher.submit_many([image(i % 256) for i in range(1, queued + 1)])
+        gate.set()
+        sizes = []
+        while sum(sizes) < queued:
+            tags, gate = await model.next_batch()
+            sizes.append(len(tags))
+            gate.set()
+        assert sizes == batches
+        assert [(await result(f)).row for f in (blocker, *futures)] == [i % 256 for i in range(queued + 1)]
+
+    run(scenario, hold=True, max_batch_size=64)
 
 
 def test_batches_never_exceed_max_batch_size_and_keep_order():
