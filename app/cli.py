@@ -48,6 +48,9 @@ def _preflight(settings: Any) -> None:
     )
 
 
+UVICORN_SHUTDOWN_GRACE_S = 1
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -72,8 +75,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=1,  # the batcher needs every request in one process
         log_level=settings.log_level,
         access_log=args.access_log,
-        # Our SIGTERM drain waits for accepted work itself; this bounds what uvicorn then waits for.
-        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
+        # Our SIGTERM drain already waited up to SORTER_DRAIN_TIMEOUT_S for accepted work; uvicorn
+        # only has to close what is left, so the whole exit stays within the drain budget.
+        timeout_graceful_shutdown=UVICORN_SHUTDOWN_GRACE_S,
         timeout_keep_alive=args.keep_alive_s,
         backlog=args.backlog,
     )

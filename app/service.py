@@ -174,12 +174,15 @@ class Service:
 
     async def _drain(self) -> None:
         started = time.perf_counter()
+        timed_out = False
         try:
             await asyncio.wait_for(self._wait_idle(), self.settings.drain_timeout_s)
             log.info("drained in %.2f s", time.perf_counter() - started)
         except TimeoutError:
+            timed_out = True
             log.warning("drain timeout (%.0f s): %d request(s) still in flight", self.settings.drain_timeout_s, self.inflight)
-        self._exit_server(force=False)
+        # The drain budget is spent: uvicorn must not wait for the stragglers again.
+        self._exit_server(force=timed_out)
 
     async def _wait_idle(self) -> None:
         while True:

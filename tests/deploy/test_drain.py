@@ -287,13 +287,5 @@ def test_drain_timeout_still_exits_zero_and_refuses_new_work(timeout_run):
     assert timeout_run.exit_after_s >= SHORT_DRAIN_TIMEOUT_S - 0.1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="app bug: after the app's own drain gives up at SORTER_DRAIN_TIMEOUT_S, uvicorn waits "
-    "timeout_graceful_shutdown (app/cli.py sets it to the drain timeout again) before cancelling the "
-    "request, so the process exits at about 2x the timeout plus teardown (5.7 s for 2 s here; ~60 s "
-    "for the default 30 s, past Kubernetes' 45 s grace period)",
-)
 def test_drain_timeout_bounds_the_exit(timeout_run):
     assert timeout_run.exit_after_s <= SHORT_DRAIN_TIMEOUT_S + 1.5
