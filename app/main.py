@@ -11,7 +11,7 @@ from app.config import Settings, load_settings
 from app.handlers import install_error_handlers
 from app.middleware import ServiceMiddleware
 from app.model import Model
-from app.routes import classify, health, info, metrics
+from app.routes import classify, docs, health, info, metrics
 from app.service import Service
 
 DESCRIPTION = """Photograph an incoming clothing item, POST it here, put it where the answer says.
@@ -34,10 +34,14 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         finally:
             await service.stop()
 
-    app = FastAPI(title="garment-sorter", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="garment-sorter", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # /docs is served offline by app.routes.docs
+    )
     app.state.service = service
     for router in (classify.router, health.router, info.router, metrics.router):
         app.include_router(router)
+    docs.install(app)
     install_error_handlers(app, service)
     body_limits = {"/classify": settings.max_body_bytes, "/classify/batch": settings.max_batch_body_bytes}
     app.add_middleware(ServiceMiddleware, service=service, body_limits=body_limits)

@@ -207,8 +207,19 @@ def test_model_and_policy_endpoints(client, tf_model):
     assert policy["review_threshold"] == expected_threshold
 
 
+def test_docs_page_and_its_assets_are_served_without_internet(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower()
+    for asset, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "text/css")):
+        assert f'"/static/swagger-ui/{asset}"' in page.text
+        served = client.get(f"/static/swagger-ui/{asset}")
+        assert served.status_code == 200 and kind in served.headers["content-type"]
+        assert len(served.content) > 100_000
+    assert client.get("/redoc").status_code == 404
+
+
 def test_docs_and_openapi_describe_both_body_kinds(client):
-    assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/classify"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"} <= set(body)
