@@ -235,13 +235,11 @@ def calibrate_run(run_dir: Path, out_dir: Path | None = None, tta_flip: bool = F
     config = json.loads((run_dir / "config.json").read_text())
     split = data.split_train_validation(data.load_fashion_mnist(), seed=config.get("split_seed", data.DEFAULT_SPLIT_SEED))
     model = load_best(run_dir)
-    result = calibrate_logits(
-        model_logits(model, split.x_val, tta_flip), split.y_val,
-        model_logits(model, split.x_test, tta_flip), split.y_test,
-        out_dir or run_dir,
-    )
+    val_logits = model_logits(model, split.x_val, tta_flip)
+    test_logits = model_logits(model, split.x_test, tta_flip)
+    result = calibrate_logits(val_logits, split.y_val, test_logits, split.y_test, out_dir or run_dir)
     result["tta_flip"] = tta_flip
-    result["validation_accuracy"] = float(np.mean(model_logits(model, split.x_val, tta_flip).argmax(1) == split.y_val))
-    result["test_accuracy"] = float(np.mean(model_logits(model, split.x_test, tta_flip).argmax(1) == split.y_test))
+    result["validation_accuracy"] = float(np.mean(val_logits.argmax(axis=1) == split.y_val))
+    result["test_accuracy"] = float(np.mean(test_logits.argmax(axis=1) == split.y_test))
     (run_dir / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
