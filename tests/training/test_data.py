@@ -56,6 +56,12 @@ def _copy_dataset(tmp_path: Path) -> Path:
     return target
 
 
+def _rewrite_idx(path: Path, edit) -> None:
+    """Decompress an IDX file, let `edit` change its bytes, write it back gzipped."""
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    path.write_bytes(gzip.compress(bytes(edit(raw))))
+
+
 def test_reads_uncompressed_idx_files(tmp_path):
     target = _copy_dataset(tmp_path)
     for gz in target.glob("*.gz"):
@@ -68,8 +74,7 @@ def test_reads_uncompressed_idx_files(tmp_path):
 def test_truncated_file_names_the_file_and_the_problem(tmp_path):
     target = _copy_dataset(tmp_path)
     path = target / "t10k-labels-idx1-ubyte.gz"
-    raw = gzip.decompress(path.read_bytes())
-    path.write_bytes(gzip.compress(raw[:-10]))
+    _rewrite_idx(path, lambda raw: raw[:-10])
     with pytest.raises(data.DatasetError) as err:
         data.load_from_dir(target)
     assert str(err.value) == f"{path}: truncated: 9990 data bytes, expected 10000"
@@ -86,9 +91,7 @@ def test_corrupt_gzip_names_the_file(tmp_path):
 def test_bad_magic_number_names_the_file(tmp_path):
     target = _copy_dataset(tmp_path)
     path = target / "t10k-images-idx3-ubyte.gz"
-    raw = bytearray(gzip.decompress(path.read_bytes()))
-    raw[2:4] = b"\x08\x01"
-    path.write_bytes(gzip.compress(bytes(raw)))
+    _rewrite_idx(path, lambda raw: raw[:2] + b"\x08\x01" + raw[4:])
     with pytest.raises(data.DatasetError) as err:
         data.load_from_dir(target)
     assert str(err.value) == f"{path}: bad IDX magic number 0x00000801, expected 0x00000803"
@@ -97,9 +100,7 @@ def test_bad_magic_number_names_the_file(tmp_path):
 def test_label_out_of_range_is_rejected(tmp_path):
     target = _copy_dataset(tmp_path)
     path = target / "t10k-labels-idx1-ubyte.gz"
-    raw = bytearray(gzip.decompress(path.read_bytes()))
-    raw[8] = 12
-    path.write_bytes(gzip.compress(bytes(raw)))
+    _rewrite_idx(path, lambda raw: raw[:8] + b"\x0c" + raw[9:])
     with pytest.raises(data.DatasetError, match="label 12 outside 0..9"):
         data.load_from_dir(target)
 
