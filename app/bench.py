@@ -313,7 +313,8 @@ def raw_model_rate(batch: int, seconds: float) -> float:
 
     settings = load_settings()
     model = load_tensorflow_model(
-        settings.resolved_model_dir(), batch, settings.intra_op_threads, settings.tf_inter_op_threads
+        settings.resolved_model_dir(), batch, settings.intra_op_threads, settings.tf_inter_op_threads,
+        settings.precision,
     )
     images, _ = load_test_set()
     x = images[:batch]

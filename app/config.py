@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         None, ge=0, description="TensorFlow intra-op threads; unset: all cores but one (kept for the event loop); 0: TF default"
     )
     tf_inter_op_threads: int = Field(1, ge=0, description="TensorFlow inter-op threads (one batch runs at a time)")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Which exported signature runs; auto: bfloat16 where the CPU computes it natively "
+        "(AVX512-BF16 or AMX) and the model exports it, else float32",
+    )
 
     # Batching
     max_batch_size: int = Field(64, ge=1, le=1024)

@@ -3,7 +3,9 @@
 Contract (written by ``training/export.py``): ``<model_dir>/<integer version>/`` is a TensorFlow
 SavedModel with signature ``serving_default``: ``images`` uint8 [None, 28, 28, 1] ->
 ``probabilities`` float32 [None, 10] (already temperature-scaled) and ``logits``; beside it
-``metadata.json``. This module never imports ``training``.
+``metadata.json``. Newer versions also export ``serving_bfloat16`` (same contract, bfloat16
+compute) and list both under ``signatures`` in the metadata; the service runs it where the CPU
+computes bfloat16 natively. This module never imports ``training``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SIGNATURE = "serving_default"
+PRECISIONS = ("float32", "bfloat16")
+# CPU flags (Linux /proc/cpuinfo) under which oneDNN runs bfloat16 convolutions in hardware.
+NATIVE_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 METADATA_FILE = "metadata.json"
@@ -115,6 +120,7 @@ class TensorFlowModel:
     metadata: dict[str, Any]
     batch_sizes: tuple[int, ...]
     device: str
+    precision: str
     _signature: Any = field(repr=False)
     _keepalive: Any = field(repr=False)  # the loaded object owns the variables
     _buffers: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
@@ -141,6 +147,14 @@ class TensorFlowModel:
     def review_threshold(self) -> float | None:
         value = self.metadata.get("review_threshold")
         return None if value is None else float(value)
+
+    @property
+    def accuracy(self) -> dict[str, float | None]:
+        """Accuracy of the signature being served, as the export measured it (else the run's)."""
+        measured = (self.metadata.get("accuracy_by_precision") or {}).get(self.precision)
+        if isinstance(measured, dict):
+            return {"validation": measured.get("validation"), "test": measured.get("test")}
+        return {"validation": self.metadata.get("validation_accuracy"), "test": self.metadata.get("test_accuracy")}
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         import tensorflow as tf
@@ -187,10 +201,11 @@ class TensorFlowModel:
             "architecture": m.get("architecture"),
             "params": m.get("params"),
             "classes": list(self.class_names),
-            "accuracy": {"validation": m.get("validation_accuracy"), "test": m.get("test_accuracy")},
+            "accuracy": self.accuracy,
             "temperature": self.temperature,
             "input": m.get("input"),
             "device": self.device,
+            "precision": self.precision,
             "batch_sizes": list(self.batch_sizes),
             "created_at": m.get("created_at"),
             "git_commit": m.get("git_commit"),
@@ -220,8 +235,43 @@ def _configure_tensorflow(intra_op_threads: int, inter_op_threads: int) -> str:
     return f"CPU ({os.cpu_count()} cores, {intra_op_threads or 'default'} intra-op threads)"
 
 
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def choose_precision(requested: str, exported: dict[str, str], on_gpu: bool, flags: frozenset[str]) -> str:
+    """The precision to serve: as requested, or for 'auto' bfloat16 only where it is both
+    exported and native to the CPU (elsewhere bfloat16 is emulated and slower than float32)."""
+    if requested == "auto":
+        native = not on_gpu and bool(flags & NATIVE_BFLOAT16_FLAGS)
+        return "bfloat16" if native and "bfloat16" in exported else "float32"
+    if requested not in PRECISIONS:
+        raise ModelError(f"precision must be auto, {' or '.join(PRECISIONS)} (got {requested!r})")
+    if requested not in exported:
+        raise ModelError(f"SORTER_PRECISION={requested}, but the model exports only {', '.join(exported)}")
+    return requested
+
+
+def exported_signatures(metadata: dict[str, Any]) -> dict[str, str]:
+    """precision -> signature name; versions from before the bfloat16 export have float32 only."""
+    signatures = metadata.get("signatures")
+    if isinstance(signatures, dict) and all(isinstance(v, str) for v in signatures.values()):
+        return {k: v for k, v in signatures.items() if k in PRECISIONS} or {"float32": SIGNATURE}
+    return {"float32": SIGNATURE}
+
+
 def load_tensorflow_model(
-    model_dir: Path, max_batch_size: int, intra_op_threads: int = 1, inter_op_threads: int = 1
+    model_dir: Path,
+    max_batch_size: int,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    precision: str = "auto",
 ) -> TensorFlowModel:
     """Load the highest version under model_dir and check its signature; raise ModelError."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -234,16 +284,21 @@ def load_tensorflow_model(
         loaded = tf.saved_model.load(str(version_dir))
     except Exception as exc:
         raise ModelError(f"{version_dir}: not a loadable SavedModel ({type(exc).__name__}: {exc})") from None
-    signature = loaded.signatures.get(SIGNATURE)
+    exported = exported_signatures(metadata)
+    chosen = choose_precision(precision, exported, device.startswith("GPU"), cpu_flags())
+    signature_name = exported[chosen]
+    signature = loaded.signatures.get(signature_name)
     if signature is None:
-        raise ModelError(f"{version_dir}: no '{SIGNATURE}' signature (has {list(loaded.signatures)})")
+        raise ModelError(f"{version_dir}: no '{signature_name}' signature (has {list(loaded.signatures)})")
     _check_signature(version_dir, signature, len(metadata["class_names"]))
-    log.info("model %s version %s from %s on %s", metadata.get("name"), version_dir.name, version_dir, device)
+    log.info("model %s version %s from %s on %s, %s (%s)", metadata.get("name"), version_dir.name,
+             version_dir, device, chosen, signature_name)
     return TensorFlowModel(
         path=version_dir,
         metadata=metadata,
         batch_sizes=padded_sizes(max_batch_size),
         device=device,
+        precision=chosen,
         _signature=signature,
         _keepalive=loaded,
     )
@@ -310,6 +365,7 @@ class NullModel:
             "temperature": None,
             "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": [None, 28, 28, 1]},
             "device": "none",
+            "precision": None,
             "batch_sizes": list(self.batch_sizes),
             "created_at": None,
             "git_commit": None,
@@ -325,4 +381,5 @@ def load_model(settings: Any) -> Model:
         settings.max_batch_size,
         settings.intra_op_threads,
         settings.tf_inter_op_threads,
+        settings.precision,
     )

@@ -134,6 +134,9 @@ class ModelInfo(BaseModel):
     review_threshold_source: str
     input: dict[str, Any] | None
     device: str
+    precision: Literal["float32", "bfloat16"] | None = Field(
+        description="Compute precision of the signature being served (null for the null model)"
+    )
     batch_sizes: list[int]
     max_batch_size: int
     created_at: str | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -26,11 +27,32 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
-def images_per_second(version_dir: Path, batch_sizes=DEFAULT_BATCH_SIZES, seconds_per_size: float = 3.0) -> dict[int, float]:
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (the service's 'auto' precision rule)."""
+    try:
+        flags = next(
+            (line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("flags")),
+            [],
+        )
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+def exported_precisions(version_dir: Path) -> list[str]:
+    """The precisions a version exports (versions before the bfloat16 signature: float32 only)."""
+    metadata = json.loads((Path(version_dir) / export.METADATA_FILE).read_text())
+    return [p for p in metadata.get("signatures", {"float32": export.SIGNATURE}) if p in export.SIGNATURES]
+
+
+def images_per_second(
+    version_dir: Path, batch_sizes=DEFAULT_BATCH_SIZES, seconds_per_size: float = 3.0, precision: str = "float32"
+) -> dict[int, float]:
     """Calls the serving signature on real test images; each size warmed first, then timed."""
     import tensorflow as tf
 
-    signature = export.load_signature(version_dir)
+    signature = export.load_signature(version_dir, precision)
     images = data.load_fashion_mnist().x_test[..., None]
     results = {}
     for batch_size in batch_sizes:
@@ -52,9 +74,13 @@ def latest_version_dir(model_root: Path) -> Path:
     return Path(model_root) / str(versions[-1])
 
 
-def report(version_dir: Path, figures: dict[int, float]) -> str:
-    lines = [f"model: {version_dir}", f"machine: {machine()}", "", "| batch | images/s |", "|---:|---:|"]
-    lines += [f"| {b} | {v:,.0f} |" for b, v in figures.items()]
+def report(version_dir: Path, figures: dict[str, dict[int, float]]) -> str:
+    """A markdown table: one row per batch size, one images/s column per precision."""
+    precisions = list(figures)
+    lines = [f"model: {version_dir}", f"machine: {machine()}", ""]
+    lines += ["| batch | " + " | ".join(f"{p} images/s" for p in precisions) + " |", "|---:|" + "---:|" * len(precisions)]
+    for batch in next(iter(figures.values())):
+        lines.append(f"| {batch} | " + " | ".join(f"{figures[p][batch]:,.0f}" for p in precisions) + " |")
     return "\n".join(lines)
 
 

@@ -132,8 +132,12 @@ def _export_run(run_dir: Path, model_root: Path, version: int | None, temperatur
     }
     if temperature is None:
         temperature = float(calibration.get("temperature", 1.0))
+    split = data.split_train_validation(dataset, seed=run["config"].get("split_seed", data.DEFAULT_SPLIT_SEED))
+    evaluate_on = {"test": (dataset.x_test, dataset.y_test)}
+    if not run["config"].get("full_train"):
+        evaluate_on["validation"] = (split.x_val, split.y_val)
     return export.export(load_best(run_dir), model_root, metadata, version=version, temperature=temperature,
-                         tta_flip=bool(calibration.get("tta_flip", False)))
+                         tta_flip=bool(calibration.get("tta_flip", False)), evaluate_on=evaluate_on)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -153,7 +157,8 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
     from training import benchmark
 
     version_dir = Path(args.version_dir) if args.version_dir else benchmark.latest_version_dir(Path(args.model_root))
-    figures = benchmark.images_per_second(version_dir, args.batch_sizes, args.seconds)
+    precisions = args.precision or benchmark.exported_precisions(version_dir)
+    figures = {p: benchmark.images_per_second(version_dir, args.batch_sizes, args.seconds, p) for p in precisions}
     print(benchmark.report(version_dir, figures))
     return 0
 
@@ -162,7 +167,8 @@ def cmd_model_card(args: argparse.Namespace) -> int:
     from training import benchmark, compare, model_card
 
     version_dir = Path(args.version_dir) if args.version_dir else benchmark.latest_version_dir(Path(args.model_root))
-    figures = benchmark.images_per_second(version_dir, (1, 64, 256), seconds_per_size=5.0)
+    figures = {p: benchmark.images_per_second(version_dir, (1, 64, 256), 5.0, p)
+               for p in benchmark.exported_precisions(version_dir)}
     print(benchmark.report(version_dir, figures))
     print(model_card.write_card(version_dir, Path(args.figures), Path(args.model_root) / "README.md", figures))
     if args.run:
@@ -205,6 +211,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--version-dir", default=None, help="default: the highest version under --model-root")
     p.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=[1, 8, 32, 64, 128, 256])
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per batch size")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), action="append", default=None,
+                   help="signature(s) to time (repeatable); default: every one the version exports")
     p.set_defaults(func=cmd_bench_model)
 
     p = subparsers.add_parser("model-card", help="write models/fashion-cnn/README.md from measurements")

@@ -9,7 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.model import ModelError, bucket_for, find_version, load_tensorflow_model, padded_sizes, read_metadata
+from app.model import (
+    ModelError,
+    bucket_for,
+    choose_precision,
+    cpu_flags,
+    exported_signatures,
+    find_version,
+    load_tensorflow_model,
+    padded_sizes,
+    read_metadata,
+)
+
+BOTH = {"float32": "serving_default", "bfloat16": "serving_bfloat16"}
 
 
 def test_padded_sizes_are_powers_of_two_up_to_the_maximum():
@@ -107,3 +119,37 @@ def test_probabilities_are_already_temperature_scaled(tf_model, test_set):
     expected = np.exp(logits - logits.max(axis=1, keepdims=True))
     expected /= expected.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(tf_model.predict(test_set[0][:16]), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("requested", "exported", "on_gpu", "flags", "chosen"),
+    [
+        ("auto", BOTH, False, {"avx2", "avx512_bf16"}, "bfloat16"),
+        ("auto", BOTH, False, {"amx_bf16", "amx_tile"}, "bfloat16"),
+        ("auto", BOTH, False, {"avx2", "avx512f"}, "float32"),  # emulated bfloat16 would be slower
+        ("auto", BOTH, True, {"avx512_bf16"}, "float32"),
+        ("auto", {"float32": "serving_default"}, False, {"avx512_bf16"}, "float32"),
+        ("float32", BOTH, False, {"avx512_bf16"}, "float32"),
+        ("bfloat16", BOTH, False, set(), "bfloat16"),
+    ],
+)
+def test_precision_choice(requested, exported, on_gpu, flags, chosen):
+    assert choose_precision(requested, exported, on_gpu, frozenset(flags)) == chosen
+
+
+def test_asking_for_a_precision_the_model_lacks_is_an_error():
+    with pytest.raises(ModelError, match="SORTER_PRECISION=bfloat16, but the model exports only float32"):
+        choose_precision("bfloat16", {"float32": "serving_default"}, False, frozenset({"avx512_bf16"}))
+
+
+def test_exported_signatures_default_to_float32_for_older_versions():
+    assert exported_signatures({}) == {"float32": "serving_default"}
+    assert exported_signatures({"signatures": BOTH}) == BOTH
+    assert exported_signatures({"signatures": {"int8": "serving_int8"}}) == {"float32": "serving_default"}
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()

@@ -50,6 +50,25 @@ def test_export_reload_reproduces_keras_predictions(smoke_run, tmp_path, fashion
     assert export.next_version(tmp_path / "fashion-cnn") == 2
 
 
+def test_bfloat16_signature_shares_the_weights_and_records_its_accuracy(smoke_run, tmp_path, fashion):
+    model = load_best(smoke_run.run_dir)
+    images, labels = fashion.x_test[:512], fashion.y_test[:512]
+    version_dir = export.export(model, tmp_path / "m", {}, temperature=1.5, evaluate_on={"test": (images, labels)})
+    metadata = json.loads((version_dir / "metadata.json").read_text())
+    assert metadata["signatures"] == {"float32": "serving_default", "bfloat16": "serving_bfloat16"}
+    full = export.predict_exported(version_dir, images, "float32")
+    half = export.predict_exported(version_dir, images, "bfloat16")
+    assert half["probabilities"].dtype == np.float32 and half["probabilities"].shape == (512, 10)
+    # bfloat16 keeps 8 bits of mantissa: close to float32, not equal, and the same answers nearly always.
+    assert 0 < np.abs(half["logits"] - full["logits"]).max() < 0.5
+    assert np.mean(half["probabilities"].argmax(1) == full["probabilities"].argmax(1)) >= 0.98
+    for precision, outputs in (("float32", full), ("bfloat16", half)):
+        measured = float(np.mean(outputs["probabilities"].argmax(1) == labels))
+        assert metadata["accuracy_by_precision"][precision] == {"test": measured}
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16"):
+        export.predict_exported(version_dir, images, "float16")
+
+
 def test_temperature_is_baked_into_probabilities(smoke_run, tmp_path, fashion):
     model = load_best(smoke_run.run_dir)
     version_dir = export.export(model, tmp_path / "m", {}, temperature=2.0)
