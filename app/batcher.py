@@ -196,10 +196,14 @@ class Batcher:
         """Like incoming(n), but refused with QueueFull when the queued jobs plus those already
         announced would pass max_queue: the bound then also covers work still being decoded,
         which otherwise piles up unbounded in front of the queue under overload."""
+        self.check_room(n)
+        return _Incoming(self, n)
+
+    def check_room(self, n: int = 1) -> None:
+        """QueueFull (counted as n dropped) unless n more jobs fit beside those queued or announced."""
         if len(self._queue) + self._expected + n > self.max_queue:
             self.observer.on_drop("queue_full", n)
             raise QueueFull(f"{len(self._queue)} queued and {self._expected} on their way, limit {self.max_queue}")
-        return _Incoming(self, n)
 
     def submit(self, image: np.ndarray, timeout_s: float | None = None) -> asyncio.Future:
         return self.submit_many((image,), timeout_s)[0]

@@ -224,6 +224,14 @@ class Service:
         return list(zip(probabilities.tolist(), order.tolist(), season.tolist(), season_mass.tolist(), strict=True))
 
     # --- the request flow (event loop) ----------------------------------------------------------
+    def shed_if_full(self) -> None:
+        """Refuse at once (503 queue_full) when not even one more image fits: cheaper than reading
+        and parsing a body whose images would be refused anyway."""
+        try:
+            self.check_accepting().check_room(1)
+        except QueueFull:
+            raise errors.queue_full() from None
+
     def check_accepting(self) -> Batcher:
         # New work is refused while draining by the middleware, before it counts as accepted;
         # work already accepted is served to the end.
@@ -294,13 +302,18 @@ class Service:
         item_ids: Sequence[str | None],
         disconnected: asyncio.Future,
     ) -> list[dict[str, Any]]:
-        """Every item answered in input order: its result or its own error."""
+        """Every item answered in input order: its result or its own error. The whole request is
+        refused (503 queue_full) before any decoding when its images do not fit in the queue."""
         batcher = self.check_accepting()
         loop = asyncio.get_running_loop()
         on = as_of or dt.date.today()
         prepared: list[Prepared] = []
         futures: dict[int, asyncio.Future] = {}
-        with batcher.incoming(len(blobs)):
+        try:
+            admitted = batcher.admit(len(blobs))
+        except QueueFull:
+            raise errors.queue_full() from None
+        with admitted:
             for start in range(0, len(blobs), PREPROCESS_CHUNK):
                 chunk = await loop.run_in_executor(
                     self._preprocess_pool, self._prepare_chunk, blobs[start : start + PREPROCESS_CHUNK]

@@ -229,7 +229,7 @@ async def classify(request: Request) -> Response:
     top_k, as_of = _query(request)
     x_item_id = request.headers.get("x-item-id")
     settings = service.settings
-    service.check_accepting()
+    service.shed_if_full()
     media = _media_type(request)
     item_id: Any = x_item_id
     try:
@@ -285,6 +285,7 @@ async def classify_batch(request: Request) -> Response:
     media = _media_type(request)
     if media != "multipart/form-data":
         raise errors.unsupported_media_type(media)
+    service.shed_if_full()
     try:
         form = await _read_multipart(request, max_files=settings.max_batch_files)
     except ClientDisconnect:

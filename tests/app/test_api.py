@@ -368,6 +368,28 @@ def test_queue_full_answers_503_at_once(make_client, controlled, test_set):
     assert metric(client, "garment_sorter_rejections_total", reason="queue_full") == 1
 
 
+def test_a_batch_that_does_not_fit_is_refused_whole_before_decoding(make_client, controlled, test_set, monkeypatch):
+    client = make_client(model=controlled, max_queue=4, max_batch_files=4)
+    service = client.app.state.service
+    data = png(test_set[0][0])
+    controlled.gate.clear()
+    running, running_out = _post_in_thread(client, data)
+    assert controlled.started.wait(10)
+    queued, queued_out = _post_in_thread(client, data)
+    wait_until(lambda: service.batcher.queue_depth == 1)
+    decoded: list[int] = []
+    monkeypatch.setattr(type(service), "_prepare_chunk", lambda self, blobs: decoded.append(len(blobs)) or [])
+    files = [("files", (f"{i}.png", data, "image/png")) for i in range(4)]
+    response = client.post("/classify/batch", files=files)
+    assert_error(response, 503, "queue_full", "The inference queue is full; retry shortly.")
+    assert response.headers["Retry-After"] == "1" and decoded == []
+    assert metric(client, "garment_sorter_rejections_total", reason="queue_full") == 4
+    controlled.gate.set()
+    running.join(10)
+    queued.join(10)
+    assert running_out[0].status_code == 200 and queued_out[0].status_code == 200
+
+
 def test_deadline_answers_504(make_client, controlled, test_set):
     client = make_client(model=controlled, request_timeout_s=0.2)
     controlled.gate.clear()
