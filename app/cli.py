@@ -51,10 +51,17 @@ def _preflight(settings: Any) -> None:
 UVICORN_SHUTDOWN_GRACE_S = 1
 
 
+# The multipart parser warns once per malformed body; the client already gets a 400 with the
+# reason and the rejection is counted, so those lines would only let any client flood the log.
+QUIET_LOGGERS = ("python_multipart", "python_multipart.multipart")
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.ERROR, logging.getLogger().level))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -113,6 +113,8 @@ def _normalise_mode(image: Image.Image) -> Image.Image:
         return image
     if mode.startswith("I;16") or mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():  # a float TIFF holding NaN or infinity is no photo
+            raise errors.corrupt_image()
         top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
         if mode == "F" and values.max(initial=0) <= 1.0:
             top = 1.0

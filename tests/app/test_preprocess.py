@@ -154,6 +154,15 @@ def test_sixteen_bit_grayscale_is_scaled_not_clipped(test_set):
     assert np.array_equal(run(encode(wide, "PNG")), image)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_float_images_with_non_finite_pixels_are_refused(test_set, bad):
+    values = test_set[0][3].astype(np.float32)
+    values[10, 10] = bad
+    error = refused(encode(Image.fromarray(values, "F"), "TIFF"))
+    assert (error.status, error.code) == (415, "corrupt_image")
+    assert np.array_equal(run(encode(Image.fromarray(test_set[0][3].astype(np.float32), "F"), "TIFF")), test_set[0][3])
+
+
 def test_camera_size_photo_is_reduced_first(photo):
     _, image = photo
     small = run(encode(image, "JPEG", quality=95))
