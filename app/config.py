@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         "tensorflow", description="'null' skips inference (constant output): the benchmark's ceiling"
     )
     tf_intra_op_threads: int | None = Field(
-        None, ge=0, description="TensorFlow intra-op threads; unset: all cores but one (kept for the event loop); 0: TF default"
+        None, ge=0, description="TensorFlow intra-op threads; unset: one per core; 0: TensorFlow's default"
     )
     tf_inter_op_threads: int = Field(1, ge=0, description="TensorFlow inter-op threads (one batch runs at a time)")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
@@ -110,7 +110,10 @@ class Settings(BaseSettings):
     def intra_op_threads(self) -> int:
         if self.tf_intra_op_threads is not None:
             return self.tf_intra_op_threads
-        return max(1, (os.cpu_count() or 2) - 1)
+        # Every core: on 2 vCPUs a 256-image /classify/batch gains 28 % over keeping one core for
+        # the event loop, single-image throughput loses 7-11 % (docs/benchmarks.md); cores - 1
+        # (SORTER_TF_INTRA_OP_THREADS=1 here) is the choice for single-image-only traffic.
+        return max(1, os.cpu_count() or 1)
 
     @property
     def max_wait_s(self) -> float:
