@@ -49,6 +49,10 @@ class Metrics:
             ["route"], buckets=LATENCY_BUCKETS_S, registry=registry,
         )  # fmt: skip
         self.queue_depth = Gauge(f"{PREFIX}_queue_depth", "Images waiting for a batch", registry=registry)
+        self.queue_capacity = Gauge(
+            f"{PREFIX}_queue_capacity", "Images the queue holds before 503 queue_full (SORTER_MAX_QUEUE)",
+            registry=registry,
+        )
         self.batch_size = Histogram(
             f"{PREFIX}_batch_size", "Images per model call (before padding)",
             buckets=BATCH_SIZE_BUCKETS, registry=registry,

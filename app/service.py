@@ -89,6 +89,7 @@ class Service:
             padded_sizes=model.batch_sizes,
         )
         self.metrics.watch(lambda: self.batcher.queue_depth if self.batcher else 0, lambda: self.inflight)
+        self.metrics.queue_capacity.set(settings.max_queue)
         self._idle.set()
         self._install_sigterm()
         self._warmup_task = asyncio.get_running_loop().create_task(self._warm_up(), name="warm-up")
