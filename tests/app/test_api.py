@@ -473,6 +473,7 @@ def test_metrics_count_requests_rejections_predictions_and_batches(make_client, 
     assert value("garment_sorter_queue_wait_seconds_count") == 5
     assert value("garment_sorter_inference_duration_seconds_count") == 5
     assert value("garment_sorter_queue_depth") == 0 and value("garment_sorter_inflight_requests") == 0
+    assert value("garment_sorter_queue_capacity") == client.app.state.service.settings.max_queue
     assert value("process_cpu_seconds_total") > 0
     # No label takes per-item values: every label value comes from a small fixed set.
     label_values = {v for (_, labels_), _ in got.items() for _, v in labels_}
