@@ -42,6 +42,8 @@ def verdict(data: bytes) -> tuple[int, str | None]:
                 image.load()
             except Exception:  # noqa: BLE001 - any decoder failure: corrupt
                 return 415, "corrupt_image"
+            if image.mode == "F" and not np.isfinite(np.asarray(image)).all():
+                return 415, "corrupt_image"  # NaN or infinity: a broken sensor's frame, not a photo
     except Image.DecompressionBombError:
         return 413, "image_too_large"
     except Exception:  # noqa: BLE001 - unreadable: damaged if it starts like an image we accept
