@@ -285,7 +285,8 @@ def model_ref() -> str:
 
     version_dir = find_version(load_settings().resolved_model_dir())
     metadata = read_metadata(version_dir)
-    return f"{metadata.get('name', 'model')} v{version_dir.name} ({metadata.get('architecture', '?')}, {metadata.get('params', '?')} parameters)"
+    return (f"{metadata.get('name', 'model')} v{version_dir.name} ({metadata.get('architecture', '?')}, "
+            f"{metadata.get('params', '?')} parameters, served in {served_precision()})")
 
 
 # --- the measurements ---------------------------------------------------------------------------
@@ -323,12 +324,24 @@ def concurrency_sweep(args: argparse.Namespace) -> dict[str, list[dict]]:
     return table
 
 
+def served_precision() -> str:
+    """The precision `serve` picks on this machine with the current settings (CPU)."""
+    from app.config import load_settings
+    from app.model import choose_precision, cpu_flags, exported_signatures, find_version, read_metadata
+
+    settings = load_settings()
+    exported = exported_signatures(read_metadata(find_version(settings.resolved_model_dir())))
+    return choose_precision(settings.precision, exported, False, cpu_flags())
+
+
 def raw_model(args: argparse.Namespace) -> dict[int, float]:
-    """`python -m training bench-model` in its own process, nothing else running."""
+    """`python -m training bench-model` in its own process, nothing else running, in the
+    precision the service serves here."""
     from app.config import load_settings
 
     command = [sys.executable, "-m", "training", "bench-model", "--model-root", str(load_settings().resolved_model_dir()),
-               "--batch-sizes", *map(str, RAW_BATCH_SIZES), "--seconds", str(args.raw_seconds)]  # fmt: skip
+               "--batch-sizes", *map(str, RAW_BATCH_SIZES), "--seconds", str(args.raw_seconds),
+               "--precision", served_precision()]  # fmt: skip
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout  # fmt: skip
     rows = {int(b): float(v.replace(",", "")) for b, v in re.findall(r"^\|\s*(\d+)\s*\|\s*([\d,.]+)\s*\|", out, re.M)}
