@@ -192,7 +192,12 @@ def test_model_and_policy_endpoints(client, tf_model):
     metadata = tf_model.metadata
     assert info["name"] == metadata["name"] and info["version"] == tf_model.version
     assert info["classes"] == metadata["class_names"]
-    assert info["accuracy"] == {"validation": metadata.get("validation_accuracy"), "test": metadata.get("test_accuracy")}
+    # The accuracy of the signature being served, as the export measured it.
+    served = metadata.get("accuracy_by_precision", {}).get(tf_model.precision)
+    if served is None:  # versions exported before accuracy_by_precision
+        served = {"validation": metadata.get("validation_accuracy"), "test": metadata.get("test_accuracy")}
+    assert info["accuracy"] == served
+    assert info["precision"] == tf_model.precision in ("float32", "bfloat16")
     assert info["temperature"] == metadata.get("temperature")
     expected_threshold = metadata.get("review_threshold", 0.7)
     assert info["review_threshold"] == expected_threshold
