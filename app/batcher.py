@@ -231,10 +231,31 @@ class Batcher:
         return futures
 
     def abandon(self, futures: Sequence[asyncio.Future]) -> None:
-        """The client has gone: its jobs still queued are dropped before inference."""
+        """The client has gone: its jobs still queued are dropped before inference, and their
+        queue slots are free at once (not when the batcher would have reached them)."""
+        gone = set()
         for future in futures:
             if not future.done():
                 future.set_exception(ClientGone())
+                gone.add(future)
+        if gone:
+            dropped = self._remove_queued(lambda job: job.future in gone)
+            if dropped:
+                self.observer.on_drop("client_gone", dropped)
+
+    def _remove_queued(self, predicate: Callable[[_Job], bool]) -> int:
+        kept: deque[_Job] = deque()
+        dropped = 0
+        for job in self._queue:
+            if predicate(job):
+                if job.timer is not None:
+                    job.timer.cancel()
+                dropped += 1
+            else:
+                kept.append(job)
+        if dropped:
+            self._queue = kept
+        return dropped
 
     # --- the loop -------------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -346,6 +367,7 @@ class Batcher:
         if not job.future.done():
             job.future.set_exception(DeadlineExceeded("not answered before the deadline"))
             self.observer.on_drop("deadline")
+            self._remove_queued(lambda queued: queued is job)  # its slot is free again
 
     def _fail_all(self, error: Exception) -> None:
         jobs = [*self._current, *self._queue]

@@ -145,7 +145,12 @@ class TensorFlowModel:
 
     @property
     def review_threshold(self) -> float | None:
-        value = self.metadata.get("review_threshold")
+        """The threshold chosen for the served precision's own outputs when the export recorded
+        one (bfloat16 answers differ slightly from float32), else the model's."""
+        sorting = (self.metadata.get("sorting_by_precision") or {}).get(self.precision)
+        value = sorting.get("review_threshold") if isinstance(sorting, dict) else None
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+            value = self.metadata.get("review_threshold")
         return None if value is None else float(value)
 
     @property

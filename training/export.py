@@ -95,15 +95,25 @@ def _write_savedmodel(keras_model, path: Path, temperature: float, tta_flip: boo
     archive.write_out(str(path), verbose=False)
 
 
-def measure_accuracy(version_dir: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
-    """Top-1 accuracy of every exported signature on each (images, labels) split."""
-    return {
-        precision: {
-            name: float(np.mean(predict_exported(version_dir, images, precision)["probabilities"].argmax(1) == labels))
-            for name, (images, labels) in splits.items()
+def measure_signatures(version_dir: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Every exported signature on each (images, labels) split: its accuracy and, given a
+    ``validation`` split, its own review threshold (chosen there as calibrate does) with the
+    sorting figures it gives; the service applies the threshold of the precision it serves."""
+    from training import calibrate
+
+    accuracy, sorting = {}, {}
+    for precision in SIGNATURES:
+        probs = {name: predict_exported(version_dir, images, precision)["probabilities"] for name, (images, _) in splits.items()}
+        accuracy[precision] = {
+            name: float(np.mean(probs[name].argmax(1) == labels)) for name, (_, labels) in splits.items()
         }
-        for precision in SIGNATURES
-    }
+        if "validation" in splits:
+            threshold = calibrate.choose_review_threshold(probs["validation"], splits["validation"][1])
+            sorting[precision] = {
+                "review_threshold": threshold,
+                **{name: calibrate.sorting_figures(probs[name], labels, threshold) for name, (_, labels) in splits.items()},
+            }
+    return {"accuracy_by_precision": accuracy, **({"sorting_by_precision": sorting} if sorting else {})}
 
 
 def export(
@@ -118,7 +128,8 @@ def export(
     """Export atomically to model_root/<version>/ and return that directory.
 
     ``evaluate_on`` (split name -> images, labels) measures every signature of the written graph
-    and records it as ``accuracy_by_precision``, so the figures describe what is served."""
+    and records ``accuracy_by_precision`` (and ``sorting_by_precision``), so the figures describe
+    what is served."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 (got {temperature})")
     model_root = Path(model_root)
@@ -131,7 +142,7 @@ def export(
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_root))
     try:
         _write_savedmodel(keras_model, staging, temperature, tta_flip)
-        measured = {"accuracy_by_precision": measure_accuracy(staging, evaluate_on)} if evaluate_on else {}
+        measured = measure_signatures(staging, evaluate_on) if evaluate_on else {}
         full_metadata = {
             "name": MODEL_NAME,
             "version": version,

@@ -27,12 +27,18 @@ def _layer_table(arch: str) -> str:
     return "\n".join(lines)
 
 
-def _speed_table(images_per_s: dict[str, dict[int, float]], accuracy: dict[str, float]) -> str:
+def _speed_table(images_per_s: dict[str, dict[int, float]], accuracy: dict[str, float], sorting: dict) -> str:
     precisions = list(images_per_s)
     lines = ["| batch | " + " | ".join(f"{p} images/s" for p in precisions) + " |", "|---:|" + "---:|" * len(precisions)]
     for batch in next(iter(images_per_s.values())):
         lines.append(f"| {batch} | " + " | ".join(f"{images_per_s[p][batch]:,.0f}" for p in precisions) + " |")
     lines.append("| test accuracy | " + " | ".join(_pct(accuracy[p]) for p in precisions) + " |")
+    if all(p in sorting for p in precisions):
+        lines.append("| review threshold (own, on validation) | "
+                     + " | ".join(f"{sorting[p]['review_threshold']:.4f}" for p in precisions) + " |")
+        lines.append("| test wrong-bin / review share | " + " | ".join(
+            f"{_pct(sorting[p]['test']['wrong_bin_rate'])} / {_pct(sorting[p]['test']['review_share'])}" for p in precisions
+        ) + " |")
     return "\n".join(lines)
 
 
@@ -68,6 +74,12 @@ def write_card(
     for name, season in SEASON_OF_CLASS.items():
         seasons.setdefault(season, []).append(name)
     widths = ", ".join(str(w) for w in architectures.FASHION_CNN_WIDTHS)
+    tta = bool(meta.get("tta_flip"))
+    tta_text = (
+        "\nServed with flip averaging: the logits of the image and of its mirror image are averaged inside\n"
+        "the graph (garments are left-right symmetric), so every figure below includes it, at twice the\n"
+        "compute of one pass." if tta else ""
+    )
 
     text = f"""# fashion-cnn (version {meta['version']})
 
@@ -86,7 +98,7 @@ validation. The 10,000 test images were used for these reports only.
 ## Architecture: {meta['params']:,} parameters
 VGG-style: three blocks of two 3x3 conv (no bias) -> BatchNorm -> ReLU at {widths} channels,
 2x2 max-pool between blocks, global average pooling, Dropout 0.3, Dense(10). The exported graph scales
-uint8 by 1/255 inside the graph and folds each BatchNorm into its convolution.
+uint8 by 1/255 inside the graph and folds each BatchNorm into its convolution.{tta_text}
 
 {_layer_table(meta['architecture'])}
 
@@ -137,9 +149,10 @@ items <= 1 % of all items on validation).
 ## Speed
 Inference through the exported signatures on {benchmark.machine()}; `serving_default` computes in
 float32, `serving_bfloat16` in bfloat16 with the same weights (float32 logits layer). The service serves
-bfloat16 where the CPU has AVX512-BF16 or AMX (as here) and float32 elsewhere (`SORTER_PRECISION`).
+bfloat16 where the CPU has AVX512-BF16 or AMX (as here) and float32 elsewhere (`SORTER_PRECISION`),
+each with the review threshold chosen on validation for its own outputs.
 
-{_speed_table(images_per_s, accuracy_by_precision)}
+{_speed_table(images_per_s, accuracy_by_precision, meta.get("sorting_by_precision", {}))}
 
 ## Against the targets
 | target | measured | met |
@@ -173,7 +186,7 @@ damage inspection, not for classes outside the ten.
     --optimizer {training['optimizer']} --learning-rate {training['learning_rate']:g} --weight-decay {training['weight_decay']:g} \\
     --label-smoothing {training['label_smoothing']:g} --lr-schedule {training['lr_schedule']} --warmup-epochs {training['warmup_epochs']} \\
     --patience {training['patience']} --out runs/fashion-cnn
-.venv/bin/garment-sorter calibrate --run runs/fashion-cnn --out {figures_dir}
+.venv/bin/garment-sorter calibrate --run runs/fashion-cnn --out {figures_dir}{' --tta-flip' if tta else ''}
 .venv/bin/garment-sorter export --run runs/fashion-cnn
 .venv/bin/garment-sorter model-card --run runs/fashion-cnn --figures {figures_dir}
 ```

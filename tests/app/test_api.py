@@ -199,7 +199,7 @@ def test_model_and_policy_endpoints(client, tf_model):
     assert info["accuracy"] == served
     assert info["precision"] == tf_model.precision in ("float32", "bfloat16")
     assert info["temperature"] == metadata.get("temperature")
-    expected_threshold = metadata.get("review_threshold", 0.7)
+    expected_threshold = tf_model.review_threshold if tf_model.review_threshold is not None else 0.7
     assert info["review_threshold"] == expected_threshold
     assert info["review_threshold_source"] == ("model metadata" if "review_threshold" in metadata else "policy file")
     assert info["input"] == metadata["input"]

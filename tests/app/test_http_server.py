@@ -69,11 +69,11 @@ def test_catalog_photos_classify_within_one_point_of_raw_images(server, test_set
     sizes = [Image.open(io.BytesIO(p)).size for p in photos]
     assert all(p[:3] == b"\xff\xd8\xff" for p in photos) and min(min(s) for s in sizes) >= 224  # JPEG photos
     photo = bench.classify_over_http(server.url + "/classify", photos, "image/jpeg", concurrency=16)
-    raw_accuracy = float(np.mean(raw == labels[subset]))
-    photo_accuracy = float(np.mean(photo == labels[subset]))
-    print(f"\n500 test images: raw 28x28 {100 * raw_accuracy:.1f} %, catalog photos {100 * photo_accuracy:.1f} %")
-    assert raw_accuracy > 0.8  # sanity: the shipped model is a trained one
-    assert abs(raw_accuracy - photo_accuracy) <= 0.010
+    raw_correct = int(np.sum(raw == labels[subset]))
+    photo_correct = int(np.sum(photo == labels[subset]))
+    print(f"\n500 test images: raw 28x28 {raw_correct / 5:.1f} %, catalog photos {photo_correct / 5:.1f} %")
+    assert raw_correct > 400  # sanity: the shipped model is a trained one
+    assert abs(raw_correct - photo_correct) <= 5  # 1.0 point of 500, counted in images (no float rounding)
 
 
 @pytest.fixture

@@ -96,7 +96,9 @@ def test_a_savedmodel_with_the_wrong_signature_is_refused(tmp_path, model_dir):
     module = Wrong()
     version = tmp_path / "1"
     tf.saved_model.save(module, str(version), signatures={"serving_default": module.serve})
-    shutil.copy(find_version(model_dir) / "metadata.json", version / "metadata.json")
+    metadata = json.loads((find_version(model_dir) / "metadata.json").read_text())
+    metadata.pop("signatures", None)  # only serving_default here
+    (version / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(ModelError, match=r"input 'images' must be uint8 \[None, 28, 28, 1\], is float32 \[None, 28, 28\]"):
         load_tensorflow_model(tmp_path, 8)
 
@@ -140,6 +142,16 @@ def test_precision_choice(requested, exported, on_gpu, flags, chosen):
 def test_asking_for_a_precision_the_model_lacks_is_an_error():
     with pytest.raises(ModelError, match="SORTER_PRECISION=bfloat16, but the model exports only float32"):
         choose_precision("bfloat16", {"float32": "serving_default"}, False, frozenset({"avx512_bf16"}))
+
+
+def test_a_signature_listed_in_metadata_but_missing_is_refused(tmp_path, model_dir):
+    version = tmp_path / "1"
+    shutil.copytree(find_version(model_dir), version)
+    metadata = json.loads((version / "metadata.json").read_text())
+    metadata["signatures"] = {"float32": "serving_default", "bfloat16": "serving_nowhere"}
+    (version / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ModelError, match=r"no 'serving_nowhere' signature"):
+        load_tensorflow_model(tmp_path, 8, precision="bfloat16")
 
 
 def test_exported_signatures_default_to_float32_for_older_versions():

@@ -32,7 +32,8 @@ SERVICE_METRICS = {
     "garment_sorter_rejections_total": "counter",
     "garment_sorter_predictions_total": "counter",
     "garment_sorter_model_info": "gauge",
-    # Beyond issue 4's list, exported by app/metrics.py: readiness and drain state.
+    # Beyond issue 4's list, exported by app/metrics.py: queue capacity, readiness and drain state.
+    "garment_sorter_queue_capacity": "gauge",
     "garment_sorter_ready": "gauge",
     "garment_sorter_draining": "gauge",
 }

@@ -55,7 +55,7 @@ def test_promtool_test_rules():
     ("find", "replace"),
     [
         ("garment_sorter:request_errors:ratio_rate5m > 0.01", "garment_sorter:request_errors:ratio_rate5m > 0.05"),
-        ("(garment_sorter_queue_depth) > 512", "(garment_sorter_queue_depth) >= 512"),
+        ("garment_sorter_queue_capacity) > 0.5", "garment_sorter_queue_capacity) >= 0.5"),
         ('/\n          sum(rate(garment_sorter_requests_total{route=~"/classify.*"}[5m]))',
          '/\n          sum(rate(garment_sorter_requests_total[5m]))'),
         ("        for: 1m\n", "        for: 5m\n"),

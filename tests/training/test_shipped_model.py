@@ -26,9 +26,10 @@ def outputs(shipped, fashion, split):
     }
 
 
-# Issue 3's goal is 95.0 %; the shipped version measures 94.15 % (see models/fashion-cnn/README.md).
-# This guards against regressions below what is shipped, and must be raised with the next model.
-MIN_TEST_ACCURACY = 0.9415
+# Issue 3's goal is 95.0 %; the shipped version measures 94.41 % (float32; bfloat16 94.37 %, see
+# models/fashion-cnn/README.md). This guards against regressions below what is shipped, and must
+# be raised with the next model.
+MIN_TEST_ACCURACY = 0.9441
 
 
 def test_shipped_model_keeps_its_test_accuracy(outputs, fashion):
@@ -68,3 +69,34 @@ def test_measured_ece_on_test_matches_metadata(shipped, outputs, fashion):
     _, meta = shipped
     ece = calibrate.expected_calibration_error(outputs["test"]["probabilities"], fashion.y_test)
     assert ece == pytest.approx(meta["ece_test_after"], abs=0.001)
+
+
+def _exported_precisions() -> list[str]:
+    version_dir = MODEL_ROOT / str(export.versions(MODEL_ROOT)[-1])
+    return list(json.loads((version_dir / "metadata.json").read_text()).get("signatures", {"float32": None}))
+
+
+@pytest.mark.parametrize("precision", _exported_precisions())
+def test_every_exported_precision_serves_what_metadata_says(precision, shipped, outputs, fashion, split):
+    """The service may serve any exported signature (bfloat16 on CPUs that compute it natively):
+    each must keep the accuracy floor, agree with float32 and keep the review threshold's promise."""
+    version_dir, meta = shipped
+    test = export.predict_exported(version_dir, fashion.x_test, precision)["probabilities"]
+    val = export.predict_exported(version_dir, split.x_val, precision)["probabilities"]
+    test_accuracy = np.mean(test.argmax(axis=1) == fashion.y_test)
+    assert test_accuracy >= MIN_TEST_ACCURACY - 0.001
+    assert meta["accuracy_by_precision"][precision]["test"] == pytest.approx(test_accuracy, abs=0.001)
+    assert meta["accuracy_by_precision"][precision]["validation"] == pytest.approx(
+        np.mean(val.argmax(axis=1) == split.y_val), abs=0.001
+    )
+    assert np.mean(test.argmax(axis=1) == outputs["test"]["probabilities"].argmax(axis=1)) >= 0.995
+    # Each precision has its own review threshold (the service applies the served one's).
+    sorting = meta["sorting_by_precision"][precision]
+    assert 0 < sorting["review_threshold"] < 1
+    figures = calibrate.sorting_figures(val, split.y_val, sorting["review_threshold"])
+    # The threshold sits exactly at 1 % on the exporting machine; bfloat16 kernels round a little
+    # differently on CPUs without native bfloat16, which may move one item of 10,000 across it.
+    assert figures["wrong_bin_rate"] <= (0.01 if precision == "float32" else 0.0101)
+    assert figures["review_share"] == pytest.approx(sorting["validation"]["review_share"], abs=0.001)
+    if precision == "float32":
+        assert sorting["review_threshold"] == pytest.approx(meta["review_threshold"], abs=1e-6)
