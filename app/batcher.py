@@ -367,7 +367,11 @@ class Batcher:
         if not job.future.done():
             job.future.set_exception(DeadlineExceeded("not answered before the deadline"))
             self.observer.on_drop("deadline")
-            self._remove_queued(lambda queued: queued is job)  # its slot is free again
+            # Its slot is free again. Deadlines mostly expire oldest first: the head, in O(1).
+            if self._queue and self._queue[0] is job:
+                self._queue.popleft()
+            else:
+                self._remove_queued(lambda queued: queued is job)
 
     def _fail_all(self, error: Exception) -> None:
         jobs = [*self._current, *self._queue]

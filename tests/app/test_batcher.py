@@ -239,6 +239,7 @@ def test_gone_and_cancelled_jobs_are_dropped_before_inference():
         _, gate = await model.next_batch()
         gone, cancelled, kept = batcher.submit_many([image(1), image(2), image(3)])
         batcher.abandon([gone])
+        assert batcher.queue_depth == 2  # the slot is free at once, before the batcher reaches it
         cancelled.cancel()
         gate.set()
         tags, gate = await model.next_batch()
@@ -280,6 +281,7 @@ def test_deadline_answers_on_time_and_expired_jobs_never_run():
             with pytest.raises(DeadlineExceeded, match="not answered before the deadline"):
                 await result(future)
         assert observer.drops == {"deadline": 2}
+        assert batcher.queue_depth == 0  # the expired job's slot is free before the batch ends
         gate.set()
         after = batcher.submit(image(2), timeout_s=STEP_TIMEOUT_S)
         tags, gate = await model.next_batch()
