@@ -74,14 +74,17 @@ def latest_version_dir(model_root: Path) -> Path:
     return Path(model_root) / str(versions[-1])
 
 
-def report(version_dir: Path, figures: dict[str, dict[int, float]]) -> str:
-    """A markdown table: one row per batch size, one images/s column per precision."""
+def table_lines(figures: dict[str, dict[int, float]]) -> list[str]:
+    """Markdown table rows: one per batch size, one images/s column per precision."""
     precisions = list(figures)
-    lines = [f"model: {version_dir}", f"machine: {machine()}", ""]
-    lines += ["| batch | " + " | ".join(f"{p} images/s" for p in precisions) + " |", "|---:|" + "---:|" * len(precisions)]
+    lines = ["| batch | " + " | ".join(f"{p} images/s" for p in precisions) + " |", "|---:|" + "---:|" * len(precisions)]
     for batch in next(iter(figures.values())):
         lines.append(f"| {batch} | " + " | ".join(f"{figures[p][batch]:,.0f}" for p in precisions) + " |")
-    return "\n".join(lines)
+    return lines
+
+
+def report(version_dir: Path, figures: dict[str, dict[int, float]]) -> str:
+    return "\n".join([f"model: {version_dir}", f"machine: {machine()}", "", *table_lines(figures)])
 
 
 def accuracy(version_dir: Path) -> float:

@@ -29,9 +29,7 @@ def _layer_table(arch: str) -> str:
 
 def _speed_table(images_per_s: dict[str, dict[int, float]], accuracy: dict[str, float], sorting: dict) -> str:
     precisions = list(images_per_s)
-    lines = ["| batch | " + " | ".join(f"{p} images/s" for p in precisions) + " |", "|---:|" + "---:|" * len(precisions)]
-    for batch in next(iter(images_per_s.values())):
-        lines.append(f"| {batch} | " + " | ".join(f"{images_per_s[p][batch]:,.0f}" for p in precisions) + " |")
+    lines = benchmark.table_lines(images_per_s)
     lines.append("| test accuracy | " + " | ".join(_pct(accuracy[p]) for p in precisions) + " |")
     if all(p in sorting for p in precisions):
         lines.append("| review threshold (own, on validation) | "
