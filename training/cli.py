@@ -32,6 +32,8 @@ def _add_train_options(p: argparse.ArgumentParser, default_epochs: int) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
                    help="random crop (2-px pad), horizontal flip, random erasing")
+    p.add_argument("--zoom", type=float, default=0.0,
+                   help="with --augment: also rescale by a random factor in [1 - ZOOM, 1 + ZOOM]")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--patience", type=_positive_int, default=50, help="EarlyStopping patience in epochs")
     p.add_argument("--optimizer", default="adam", help="adam | adamw | sgd")
@@ -58,6 +60,7 @@ def _train_config(args: argparse.Namespace, arch: str):
         epochs=args.epochs,
         batch_size=args.batch_size,
         augment=args.augment,
+        zoom=args.zoom,
         seed=args.seed,
         patience=args.patience,
         optimizer=args.optimizer,

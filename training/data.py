@@ -225,11 +225,14 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
 
 
-def make_augmenter(seed: int | None = None):
+def make_augmenter(seed: int | None = None, zoom: float = 0.0):
     """Keras preprocessing layers: today's equivalent of the study's ImageDataGenerator.
 
     Random crop after 2-pixel padding (translation), horizontal flip (garments are
-    left-right symmetric in the dataset), and random erasing of one small patch.
+    left-right symmetric in the dataset), and random erasing of one small patch. ``zoom`` > 0
+    first rescales each image by a random factor in [1 - zoom, 1 + zoom] (aspect kept): photos
+    trimmed and resized by the service come out a few per cent larger or smaller than the
+    dataset's own renderings, and a model that has seen that generalises to them.
     """
     import keras
     import tensorflow as tf
@@ -266,8 +269,10 @@ def make_augmenter(seed: int | None = None):
             )
             return tf.where(inside[..., None], tf.zeros_like(images), images)
 
+    zoom_layers = [layers.RandomZoom((-zoom, zoom), fill_mode="constant", seed=seed)] if zoom > 0 else []
     return keras.Sequential(
         [
+            *zoom_layers,
             layers.ZeroPadding2D(2),
             layers.RandomCrop(28, 28, seed=seed),
             layers.RandomFlip("horizontal", seed=seed),
@@ -284,6 +289,7 @@ def make_dataset(
     shuffle: bool = False,
     augment: bool = False,
     seed: int = 0,
+    zoom: float = 0.0,
 ):
     """tf.data pipeline of (float32 images in [0,1], one-hot labels), batched and prefetched."""
     import tensorflow as tf
@@ -293,6 +299,6 @@ def make_dataset(
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if augment:
-        augmenter = make_augmenter(seed)
+        augmenter = make_augmenter(seed, zoom)
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

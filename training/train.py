@@ -35,6 +35,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 128
     augment: bool = False
+    zoom: float = 0.0  # with augment: random rescale by up to this fraction either way
     seed: int = 42
     patience: int = 50
     optimizer: str = "adam"
@@ -57,6 +58,7 @@ class TrainConfig:
             )
         checks = [
             (self.epochs >= 1, f"--epochs must be >= 1 (got {self.epochs})"),
+            (0 <= self.zoom < 1, f"--zoom must be in [0, 1) (got {self.zoom})"),
             (self.batch_size >= 1, f"--batch-size must be >= 1 (got {self.batch_size})"),
             (self.patience >= 1, f"--patience must be >= 1 (got {self.patience})"),
             (self.learning_rate > 0, f"--learning-rate must be > 0 (got {self.learning_rate})"),
@@ -192,7 +194,8 @@ def train(
         model.compile(optimizer=_optimizer(config, steps_per_epoch), loss=loss, metrics=["accuracy"])
 
     train_ds = data.make_dataset(
-        x_train, y_train, global_batch, shuffle=True, augment=config.augment, seed=config.seed
+        x_train, y_train, global_batch, shuffle=True, augment=config.augment, seed=config.seed,
+        zoom=config.zoom,
     )
     val_ds = data.make_dataset(split.x_val, split.y_val, 1024)
 
