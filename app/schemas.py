@@ -126,7 +126,9 @@ class ModelInfo(BaseModel):
     name: str
     version: int
     architecture: str | None
-    params: int | None
+    params: int | None = Field(description="Parameters of every network the graph runs, summed")
+    ensemble_size: int = Field(description="Networks whose logits the graph averages (1: a single network)")
+    tta_flip: bool = Field(description="Whether the graph also averages each image with its mirror image")
     classes: list[str]
     accuracy: dict[str, float | None]
     temperature: float | None

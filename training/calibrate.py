@@ -213,33 +213,44 @@ def calibrate_logits(val_logits, val_labels, test_logits, test_labels, out_dir: 
     return result
 
 
-def model_logits(model, images: np.ndarray, tta_flip: bool = False) -> np.ndarray:
-    """Logits as the exported graph computes them (optionally averaged with the mirrored image)."""
+def model_logits(models, images: np.ndarray, tta_flip: bool = False) -> np.ndarray:
+    """Logits as the exported graph computes them: one model's, or the mean over an ensemble's
+    members; each optionally averaged with the mirrored image."""
     from training.architectures import logits_model
 
-    to_logits = logits_model(model)
+    members = models if isinstance(models, (list, tuple)) else [models]
     inputs = data.to_model_inputs(images)
-    logits = to_logits.predict(inputs, batch_size=1024, verbose=0)
-    if tta_flip:
-        logits = (logits + to_logits.predict(inputs[:, :, ::-1], batch_size=1024, verbose=0)) / 2
-    return logits
+    views = [inputs, inputs[:, :, ::-1]] if tta_flip else [inputs]
+    return np.mean(
+        [logits_model(m).predict(view, batch_size=1024, verbose=0) for m in members for view in views], axis=0
+    )
 
 
-def calibrate_run(run_dir: Path, out_dir: Path | None = None, tta_flip: bool = False) -> dict:
-    """Calibrate a finished run; writes run_dir/calibration.json (export reads it) and the figures."""
+def calibrate_run(
+    run_dir: Path, out_dir: Path | None = None, tta_flip: bool = False, ensemble_with: list[Path] = ()
+) -> dict:
+    """Calibrate a finished run (with ``ensemble_with``: the ensemble of it and those runs, logits
+    averaged); writes run_dir/calibration.json (export reads it) and the figures."""
     from training.train import load_best
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "best.keras").exists():
-        raise ValueError(f"{run_dir} has no best.keras; train it first")
-    config = json.loads((run_dir / "config.json").read_text())
-    split = data.split_train_validation(data.load_fashion_mnist(), seed=config.get("split_seed", data.DEFAULT_SPLIT_SEED))
-    model = load_best(run_dir)
-    val_logits = model_logits(model, split.x_val, tta_flip)
-    test_logits = model_logits(model, split.x_test, tta_flip)
-    result = calibrate_logits(val_logits, split.y_val, test_logits, split.y_test, out_dir or run_dir)
+    run_dirs = [Path(run_dir), *map(Path, ensemble_with)]
+    configs = []
+    for member in run_dirs:
+        if not (member / "best.keras").exists():
+            raise ValueError(f"{member} has no best.keras; train it first")
+        configs.append(json.loads((member / "config.json").read_text()))
+    split_seeds = {c.get("split_seed", data.DEFAULT_SPLIT_SEED) for c in configs}
+    if len(split_seeds) > 1 or any(c.get("full_train") for c in configs):
+        # Calibrating on images a member trained on would make the ensemble look surer than it is.
+        raise ValueError("ensemble members must share one validation split and none may train on it")
+    split = data.split_train_validation(data.load_fashion_mnist(), seed=split_seeds.pop())
+    models = [load_best(member) for member in run_dirs]
+    val_logits = model_logits(models, split.x_val, tta_flip)
+    test_logits = model_logits(models, split.x_test, tta_flip)
+    result = calibrate_logits(val_logits, split.y_val, test_logits, split.y_test, out_dir or run_dirs[0])
     result["tta_flip"] = tta_flip
+    result["ensemble_with"] = [str(member) for member in run_dirs[1:]]
     result["validation_accuracy"] = float(np.mean(val_logits.argmax(axis=1) == split.y_val))
     result["test_accuracy"] = float(np.mean(test_logits.argmax(axis=1) == split.y_test))
-    (run_dir / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
+    (run_dirs[0] / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

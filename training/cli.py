@@ -110,27 +110,44 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_run(run_dir: Path, model_root: Path, version: int | None, temperature: float | None = None,
-                extra: dict | None = None) -> Path:
-    from training import data, export
-    from training.train import load_best
+def _member_training(run: dict) -> dict:
+    return {**run["config"], "epochs_run": run["epochs_run"], "best_epoch": run["best_epoch"],
+            "wall_time_s": run["wall_time_s"]}
 
+
+def _finished_run(run_dir: Path) -> dict:
     run_file = run_dir / "run.json"
     if not run_file.exists():
         raise ValueError(f"{run_dir} is not a finished training run (no run.json); train it first")
-    run = json.loads(run_file.read_text())
+    return json.loads(run_file.read_text())
+
+
+def _export_run(run_dir: Path, model_root: Path, version: int | None, temperature: float | None = None,
+                extra: dict | None = None) -> Path:
+    """Export a run as calibrate left it: its temperature, flip averaging, and ensemble members."""
+    from training import data, export
+    from training.train import load_best
+
+    run = _finished_run(run_dir)
     calibration_file = run_dir / "calibration.json"
     calibration = json.loads(calibration_file.read_text()) if calibration_file.exists() else {}
+    member_dirs = [Path(p) for p in calibration.get("ensemble_with", [])]
+    member_runs = [_finished_run(p) for p in member_dirs]
     dataset = data.load_fashion_mnist()
     metadata = {
-        "validation_accuracy": run["val_accuracy"],
-        "test_accuracy": run["test_accuracy"],
+        # calibrate measured the served combination; run.json measured this run alone
+        "validation_accuracy": calibration.get("validation_accuracy", run["val_accuracy"]),
+        "test_accuracy": calibration.get("test_accuracy", run["test_accuracy"]),
         "train_accuracy": run["train_accuracy"],
-        "training": {**run["config"], "epochs_run": run["epochs_run"], "best_epoch": run["best_epoch"],
-                     "wall_time_s": run["wall_time_s"]},
+        "training": _member_training(run),
+        **({"ensemble_members": [
+            {"run": str(p), "validation_accuracy": r["val_accuracy"], "test_accuracy": r["test_accuracy"],
+             "training": _member_training(r)}
+            for p, r in zip([run_dir, *member_dirs], [run, *member_runs])
+        ]} if member_dirs else {}),
         "dataset_source": dataset.source,
         "dataset_sha256": dataset.sha256,
-        **{k: v for k, v in calibration.items() if k != "temperature"},
+        **{k: v for k, v in calibration.items() if k not in ("temperature", "ensemble_with")},
         **(extra or {}),
     }
     if temperature is None:
@@ -140,7 +157,8 @@ def _export_run(run_dir: Path, model_root: Path, version: int | None, temperatur
     if not run["config"].get("full_train"):
         evaluate_on["validation"] = (split.x_val, split.y_val)
     return export.export(load_best(run_dir), model_root, metadata, version=version, temperature=temperature,
-                         tta_flip=bool(calibration.get("tta_flip", False)), evaluate_on=evaluate_on)
+                         tta_flip=bool(calibration.get("tta_flip", False)), evaluate_on=evaluate_on,
+                         ensemble_with=[load_best(p) for p in member_dirs])
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -151,7 +169,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from training.calibrate import calibrate_run
 
-    result = calibrate_run(Path(args.run), Path(args.out) if args.out else None, tta_flip=args.tta_flip)
+    result = calibrate_run(Path(args.run), Path(args.out) if args.out else None, tta_flip=args.tta_flip,
+                           ensemble_with=[Path(p) for p in args.ensemble_with])
     print(json.dumps(result, indent=2))
     return 0
 
@@ -231,6 +250,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="directory for the calibration figures (default: the run)")
     p.add_argument("--tta-flip", action="store_true",
                    help="serve the average of the image and its mirror (export follows calibration.json)")
+    p.add_argument("--ensemble-with", nargs="+", default=[], metavar="RUN",
+                   help="serve the mean logits of --run and these runs (same validation split)")
     p.set_defaults(func=cmd_calibrate)
 
 

@@ -61,7 +61,7 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def _write_savedmodel(keras_model, path: Path, temperature: float, tta_flip: bool = False) -> None:
+def _write_savedmodel(keras_models: list, path: Path, temperature: float, tta_flip: bool = False) -> None:
     import keras
     import tensorflow as tf
 
@@ -69,27 +69,29 @@ def _write_savedmodel(keras_model, path: Path, temperature: float, tta_flip: boo
     from training.fold import fold_batch_norm
     from training.precision import with_precision
 
-    folded = logits_model(fold_batch_norm(keras_model))
+    folded = [logits_model(fold_batch_norm(m)) for m in keras_models]
     archive = keras.export.ExportArchive()
     inverse_temperature = tf.constant(1.0 / temperature, tf.float32)
 
-    def make_serve(to_logits):
+    def make_serve(members):
         def serve(images):
             scaled = tf.cast(images, tf.float32) / 255.0
-            logits = tf.cast(to_logits(scaled, training=False), tf.float32)
-            if tta_flip:  # garments are left-right symmetric: average with the mirrored view
-                mirrored = tf.cast(to_logits(tf.reverse(scaled, axis=[2]), training=False), tf.float32)
-                logits = (logits + mirrored) / 2
+            # garments are left-right symmetric: tta_flip also averages over the mirrored view
+            views = [scaled, tf.reverse(scaled, axis=[2])] if tta_flip else [scaled]
+            logits = tf.add_n(
+                [tf.cast(member(view, training=False), tf.float32) for member in members for view in views]
+            ) / float(len(members) * len(views))
             return {"probabilities": tf.nn.softmax(logits * inverse_temperature), "logits": logits}
 
         return serve
 
     for precision, signature in SIGNATURES.items():
-        to_logits = with_precision(folded, precision)
-        archive.track(to_logits)
+        members = [with_precision(m, precision) for m in folded]
+        for member in members:
+            archive.track(member)
         archive.add_endpoint(
             name=signature,
-            fn=make_serve(to_logits),
+            fn=make_serve(members),
             input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.uint8, name=INPUT_NAME)],
         )
     archive.write_out(str(path), verbose=False)
@@ -124,8 +126,12 @@ def export(
     temperature: float = 1.0,
     tta_flip: bool = False,
     evaluate_on: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    ensemble_with: list = (),
 ) -> Path:
     """Export atomically to model_root/<version>/ and return that directory.
+
+    ``ensemble_with`` (more Keras models of the same input and classes) makes the graph serve the
+    mean of all members' logits; ``params`` then counts every member.
 
     ``evaluate_on`` (split name -> images, labels) measures every signature of the written graph
     and records ``accuracy_by_precision`` (and ``sorting_by_precision``), so the figures describe
@@ -141,13 +147,15 @@ def export(
 
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_root))
     try:
-        _write_savedmodel(keras_model, staging, temperature, tta_flip)
+        members = [keras_model, *ensemble_with]
+        _write_savedmodel(members, staging, temperature, tta_flip)
         measured = measure_signatures(staging, evaluate_on) if evaluate_on else {}
         full_metadata = {
             "name": MODEL_NAME,
             "version": version,
             "architecture": keras_model.name.replace("_", "-"),
-            "params": int(keras_model.count_params()),
+            "params": sum(int(m.count_params()) for m in members),
+            "ensemble_size": len(members),
             "class_names": list(CLASS_NAMES),
             "input": INPUT_SPEC,
             "outputs": {"probabilities": "float32 [None, 10]", "logits": "float32 [None, 10]"},

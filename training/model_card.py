@@ -40,6 +40,44 @@ def _speed_table(images_per_s: dict[str, dict[int, float]], accuracy: dict[str, 
     return "\n".join(lines)
 
 
+def _recipe_text(members: list[dict]) -> str:
+    """One paragraph per trained network (an ensemble has several)."""
+    paragraphs = []
+    for index, member in enumerate(members, 1):
+        t = member["training"]
+        zoom = f", random rescale by up to {100 * t['zoom']:g} %" if t.get("zoom") else ""
+        head = f"Member {index} (`{member['run']}`, validation {_pct(member['validation_accuracy'])} alone): " if len(members) > 1 else ""
+        paragraphs.append(
+            f"{head}{t['epochs']} epochs (best validation loss at epoch {t['best_epoch']}), batch {t['batch_size']},\n"
+            f"{t['optimizer']} (learning rate {t['learning_rate']:g}, weight decay {t['weight_decay']:g}),\n"
+            f"{t['lr_schedule']} schedule with {t['warmup_epochs']} warm-up epochs, label smoothing\n"
+            f"{t['label_smoothing']:g}, augmentation {'on' if t['augment'] else 'off'} (2-pixel pad + random\n"
+            f"crop, horizontal flip, random erasing{zoom}), seed {t['seed']}. Wall time: {t['wall_time_s'] / 60:.0f} minutes on 2 CPU cores."
+        )
+    return "\n\n".join(paragraphs)
+
+
+def _reproduce_text(members: list[dict], figures_dir: Path, tta: bool) -> str:
+    lines = []
+    for member in members:
+        t = member["training"]
+        zoom = f" --zoom {t['zoom']:g}" if t.get("zoom") else ""
+        lines.append(
+            f".venv/bin/garment-sorter train --arch fashion-cnn --epochs {t['epochs']} --batch-size {t['batch_size']} --augment{zoom} \\\n"
+            f"    --optimizer {t['optimizer']} --learning-rate {t['learning_rate']:g} --weight-decay {t['weight_decay']:g} \\\n"
+            f"    --label-smoothing {t['label_smoothing']:g} --lr-schedule {t['lr_schedule']} --warmup-epochs {t['warmup_epochs']} \\\n"
+            f"    --patience {t['patience']} --seed {t['seed']} --out {member['run']}"
+        )
+    first, others = members[0]["run"], " ".join(m["run"] for m in members[1:])
+    lines += [
+        f".venv/bin/garment-sorter calibrate --run {first} --out {figures_dir}{' --tta-flip' if tta else ''}"
+        + (f" --ensemble-with {others}" if others else ""),
+        f".venv/bin/garment-sorter export --run {first}",
+        f".venv/bin/garment-sorter model-card --run {first} --figures {figures_dir}",
+    ]
+    return "\n".join(lines)
+
+
 def write_card(
     version_dir: Path, figures_dir: Path, card_path: Path, images_per_s: dict[str, dict[int, float]]
 ) -> Path:
@@ -78,6 +116,13 @@ def write_card(
         "the graph (garments are left-right symmetric), so every figure below includes it, at twice the\n"
         "compute of one pass." if tta else ""
     )
+    members = meta.get("ensemble_members", [])
+    if members:
+        tta_text += (
+            f"\nServed as an ensemble of {len(members)} independently trained networks of this architecture\n"
+            f"({meta['params'] // len(members):,} parameters each, {meta['params']:,} in all): the graph averages\n"
+            "their logits, so every figure below is the ensemble's."
+        )
 
     text = f"""# fashion-cnn (version {meta['version']})
 
@@ -101,13 +146,9 @@ uint8 by 1/255 inside the graph and folds each BatchNorm into its convolution.{t
 {_layer_table(meta['architecture'])}
 
 ## Training recipe
-{training['epochs']} epochs (best validation loss at epoch {training['best_epoch']}), batch {training['batch_size']},
-{training['optimizer']} (learning rate {training['learning_rate']:g}, weight decay {training['weight_decay']:g}),
-{training['lr_schedule']} schedule with {training['warmup_epochs']} warm-up epochs, label smoothing
-{training['label_smoothing']:g}, augmentation {'on' if training['augment'] else 'off'} (2-pixel pad + random
-crop, horizontal flip, random erasing), seed {training['seed']}. Trained on the 50,000-image train split
-only (not retrained on all 60,000: the validation split stays clean for calibration and the review
-threshold). Wall time: {training['wall_time_s'] / 60:.0f} minutes on 2 CPU cores.
+{_recipe_text(members or [{"training": training, "validation_accuracy": meta["validation_accuracy"]}])}
+Trained on the 50,000-image train split only (not retrained on all 60,000: the validation split stays
+clean for calibration and the review threshold).
 
 ## Accuracy
 Test accuracy: **{_pct(test_accuracy)}** (validation {_pct(meta['validation_accuracy'])}; train split
@@ -180,13 +221,7 @@ damage inspection, not for classes outside the ten.
 
 ## Reproduce
 ```bash
-.venv/bin/garment-sorter train --arch fashion-cnn --epochs {training['epochs']} --batch-size {training['batch_size']} --augment \\
-    --optimizer {training['optimizer']} --learning-rate {training['learning_rate']:g} --weight-decay {training['weight_decay']:g} \\
-    --label-smoothing {training['label_smoothing']:g} --lr-schedule {training['lr_schedule']} --warmup-epochs {training['warmup_epochs']} \\
-    --patience {training['patience']} --out runs/fashion-cnn
-.venv/bin/garment-sorter calibrate --run runs/fashion-cnn --out {figures_dir}{' --tta-flip' if tta else ''}
-.venv/bin/garment-sorter export --run runs/fashion-cnn
-.venv/bin/garment-sorter model-card --run runs/fashion-cnn --figures {figures_dir}
+{_reproduce_text(members or [{"run": "runs/fashion-cnn", "training": training}], figures_dir, tta)}
 ```
 """
     card_path.write_text(text)

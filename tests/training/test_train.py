@@ -154,3 +154,44 @@ def test_flip_averaging_export_matches_calibration_logits(smoke_run, tmp_path, f
     expected = model_logits(model, fashion.x_test[:64], tta_flip=True)
     assert np.abs(served["logits"] - expected).max() < 1e-4
     assert np.abs(served["logits"] - model_logits(model, fashion.x_test[:64])).max() > 1e-3
+
+
+def test_ensemble_is_calibrated_and_exported_as_the_mean_of_its_members(smoke_run, tmp_path, fashion):
+    import shutil
+
+    from training.calibrate import calibrate_run, model_logits
+    from training.cli import _export_run
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(smoke_run.run_dir, first)  # calibrate writes into the run; keep the fixture clean
+    train(TrainConfig(**{**SMOKE, "seed": 4, "epochs": 1, "histograms": False}), second, verbose=0)
+    models = [load_best(first), load_best(second)]
+
+    calibration = calibrate_run(first, tmp_path / "figures", tta_flip=True, ensemble_with=[second])
+    split = data.split_train_validation(fashion)
+    val_logits = model_logits(models, split.x_val, tta_flip=True)
+    assert calibration["ensemble_with"] == [str(second)]
+    assert calibration["validation_accuracy"] == float(np.mean(val_logits.argmax(1) == split.y_val))
+
+    version_dir = _export_run(first, tmp_path / "m", None)
+    images = fashion.x_test[:64]
+    served = export.predict_exported(version_dir, images)["logits"]
+    assert np.abs(served - model_logits(models, images, tta_flip=True)).max() < 1e-4
+    for alone in models:  # the graph really averages both networks
+        assert np.abs(served - model_logits(alone, images, tta_flip=True)).max() > 1e-3
+    metadata = json.loads((version_dir / "metadata.json").read_text())
+    assert metadata["params"] == 2 * 34_826 and metadata["ensemble_size"] == 2
+    assert [m["run"] for m in metadata["ensemble_members"]] == [str(first), str(second)]
+    assert [m["training"]["seed"] for m in metadata["ensemble_members"]] == [3, 4]
+    assert metadata["validation_accuracy"] == calibration["validation_accuracy"]
+    assert "ensemble_with" not in metadata
+
+
+def test_ensemble_refuses_a_member_that_trained_on_the_validation_split(smoke_run, tmp_path):
+    from training.calibrate import calibrate_run
+
+    full = tmp_path / "full"
+    train(TrainConfig(**{**SMOKE, "epochs": 1, "full_train": True, "histograms": False}), full, verbose=0)
+    with pytest.raises(ValueError, match="^ensemble members must share one validation split and none may train on it$"):
+        calibrate_run(smoke_run.run_dir, ensemble_with=[full])
+    assert not (smoke_run.run_dir / "calibration.json").exists()
