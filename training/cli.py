@@ -186,7 +186,7 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
 
 
 def cmd_model_card(args: argparse.Namespace) -> int:
-    from training import benchmark, compare, model_card
+    from training import benchmark, compare, export, model_card
 
     version_dir = Path(args.version_dir) if args.version_dir else benchmark.latest_version_dir(Path(args.model_root))
     figures = {p: benchmark.images_per_second(version_dir, (1, 64, 256), 5.0, p)
@@ -195,6 +195,7 @@ def cmd_model_card(args: argparse.Namespace) -> int:
     print(model_card.write_card(version_dir, Path(args.figures), Path(args.model_root) / "README.md", figures))
     if args.run:
         compare.add_result(compare.load_run(Path(args.run)), Path(args.reports))
+    compare.add_served_model(json.loads((version_dir / export.METADATA_FILE).read_text()), Path(args.reports))
     return 0
 
 

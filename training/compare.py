@@ -56,8 +56,8 @@ def write_tables(rows: list[dict], reports_dir: Path, note: str = "") -> dict:
     payload = {"rows": rows, "selected_study_model": best_study["arch"] if best_study else None, "note": note}
     (reports_dir / COMPARISON_JSON).write_text(json.dumps(payload, indent=2) + "\n")
 
-    def pct(x: float) -> str:
-        return f"{100 * x:.2f}"
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.2f}"
 
     lines = [
         "# Architecture comparison",
@@ -117,6 +117,33 @@ def add_result(result: RunResult, reports_dir: Path, note: str = "") -> dict:
     rows = {r["arch"]: r for r in load_rows(reports_dir)}
     rows[result.config.arch] = _row(result)
     return write_tables(list(rows.values()), reports_dir, note or _saved_note(reports_dir))
+
+
+def add_served_model(metadata: dict, reports_dir: Path) -> dict:
+    """Add or replace the row of the exported model the service loads: what it serves (flip
+    averaging, every ensemble member) can differ from any one training run's row."""
+    members = metadata.get("ensemble_members") or [{"training": metadata["training"]}]
+    how = [f"{len(members)} networks averaged"] if len(members) > 1 else []
+    how += ["flip averaging"] if metadata.get("tta_flip") else []
+    row = {
+        "arch": f"fashion-cnn v{metadata['version']}",
+        "study_name": "production, served" + (f" ({', '.join(how)})" if how else ""),
+        "params": metadata["params"],
+        # run.json measured the train split through one network, one view: not what is served
+        "train_accuracy": None if how else metadata["train_accuracy"],
+        "val_accuracy": metadata["validation_accuracy"],
+        "test_accuracy": metadata["test_accuracy"],
+        "epochs_run": max(m["training"]["epochs_run"] for m in members),
+        "best_epoch": max(m["training"]["best_epoch"] for m in members),
+        "wall_time_s": sum(m["training"]["wall_time_s"] for m in members),
+        "augment": all(m["training"]["augment"] for m in members),
+        "batch_size": metadata["training"]["batch_size"],
+        "run_dir": ", ".join(m.get("run", "") for m in members),
+        "study_train_val_test": None,
+    }
+    rows = {r["arch"]: r for r in load_rows(reports_dir) if not r["arch"].startswith("fashion-cnn v")}
+    rows[row["arch"]] = row
+    return write_tables(list(rows.values()), Path(reports_dir), _saved_note(reports_dir))
 
 
 def _saved_note(reports_dir: Path) -> str:
