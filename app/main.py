@@ -42,10 +42,35 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     for router in (classify.router, health.router, info.router, metrics.router):
         app.include_router(router)
     docs.install(app)
+    _document_open_routes(app, settings)
     install_error_handlers(app, service)
     body_limits = {"/classify": settings.max_body_bytes, "/classify/batch": settings.max_batch_body_bytes}
     app.add_middleware(ServiceMiddleware, service=service, body_limits=body_limits)
     return app
+
+
+def _document_open_routes(app: FastAPI, settings: Settings) -> None:
+    """/docs and /openapi.json show the key requirement only where this configuration enforces it:
+    without SORTER_API_KEYS no operation needs a key (and none answers 401); with keys, /metrics
+    needs one only with SORTER_METRICS_REQUIRE_KEY."""
+    if settings.api_keys and settings.metrics_require_key:
+        return
+    open_paths = None if not settings.api_keys else {"/metrics"}  # None: every path
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            for path, operations in schema.get("paths", {}).items():
+                if open_paths is None or path in open_paths:
+                    for operation in operations.values():
+                        operation.pop("security", None)
+                        operation.get("responses", {}).pop("401", None)
+            if open_paths is None:
+                schema.get("components", {}).pop("securitySchemes", None)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -234,7 +234,7 @@ def test_docs_and_openapi_describe_both_body_kinds(client):
     assert {"multipart/form-data", "image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"} <= set(body)
     assert body["multipart/form-data"]["schema"]["required"] == ["file"]
     responses = spec["paths"]["/classify"]["post"]["responses"]
-    assert {"200", "400", "401", "413", "415", "422", "500", "503", "504"} <= set(responses)
+    assert {"200", "400", "413", "415", "422", "500", "503", "504"} <= set(responses)
     assert responses["200"]["content"]["application/json"]["example"]["label"] == "Ankle boot"
     assert "files" in spec["paths"]["/classify/batch"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
 
@@ -448,6 +448,26 @@ def test_keyed_metrics(make_client):
     assert_error(client.get("/metrics"), 401, "unauthorized")
     assert client.get("/metrics", headers={"X-API-Key": KEY_A}).status_code == 200
     assert client.get("/readyz").status_code == 200
+    assert keyed_operations(client) == {"/classify", "/classify/batch", "/v1/model", "/v1/policy", "/metrics"}
+
+
+def keyed_operations(client) -> set[str]:
+    """Paths whose documented operation needs X-API-Key (security listed, 401 documented)."""
+    spec = client.get("/openapi.json").json()
+    keyed = set()
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            needs_key = "security" in operation
+            assert needs_key == ("401" in operation["responses"]), path
+            if needs_key:
+                keyed.add(path)
+    assert ("securitySchemes" in spec.get("components", {})) == bool(keyed)
+    return keyed
+
+
+def test_docs_show_the_key_only_where_it_is_enforced(client, make_client):
+    assert keyed_operations(client) == set()  # no SORTER_API_KEYS: nothing to authorize
+    assert keyed_operations(make_client(api_keys=KEY_A)) == {"/classify", "/classify/batch", "/v1/model", "/v1/policy"}
 
 
 # --- metrics ------------------------------------------------------------------------------------
