@@ -117,6 +117,8 @@ def write_card(
         "compute of one pass." if tta else ""
     )
     members = meta.get("ensemble_members", [])
+    # run.json measured the train split through one network and one view: only then is it the served figure
+    train_text = "" if (members or tta) else f"; train split {_pct(meta['train_accuracy'])}"
     if members:
         tta_text += (
             f"\nServed as an ensemble of {len(members)} independently trained networks of this architecture\n"
@@ -151,8 +153,8 @@ Trained on the 50,000-image train split only (not retrained on all 60,000: the v
 clean for calibration and the review threshold).
 
 ## Accuracy
-Test accuracy: **{_pct(test_accuracy)}** (validation {_pct(meta['validation_accuracy'])}; train split
-{_pct(meta['train_accuracy'])}). The study's best model scored 90.47 %.
+Test accuracy: **{_pct(test_accuracy)}** (validation {_pct(meta['validation_accuracy'])}{train_text}).
+The study's best model scored 90.47 %.
 
 {report.per_class_table(matrix)}
 
