@@ -149,6 +149,7 @@ uint8 by 1/255 inside the graph and folds each BatchNorm into its convolution.{t
 
 ## Training recipe
 {_recipe_text(members or [{"training": training, "validation_accuracy": meta["validation_accuracy"]}])}
+
 Trained on the 50,000-image train split only (not retrained on all 60,000: the validation split stays
 clean for calibration and the review threshold).
 
