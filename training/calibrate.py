@@ -226,19 +226,39 @@ def model_logits(models, images: np.ndarray, tta_flip: bool = False) -> np.ndarr
     )
 
 
-def calibrate_run(
-    run_dir: Path, out_dir: Path | None = None, tta_flip: bool = False, ensemble_with: list[Path] = ()
-) -> dict:
-    """Calibrate a finished run (with ``ensemble_with``: the ensemble of it and those runs, logits
-    averaged); writes run_dir/calibration.json (export reads it) and the figures."""
-    from training.train import load_best
+# Settings that do not change what a network learns: a run and its held-out twin may differ in them.
+_NOT_RECIPE = ("full_train", "histograms", "patience")
 
-    run_dirs = [Path(run_dir), *map(Path, ensemble_with)]
+
+def _recipe(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _NOT_RECIPE}
+
+
+def _member_configs(run_dirs: list[Path]) -> list[dict]:
     configs = []
     for member in run_dirs:
         if not (member / "best.keras").exists():
             raise ValueError(f"{member} has no best.keras; train it first")
         configs.append(json.loads((member / "config.json").read_text()))
+    return configs
+
+
+def calibrate_run(
+    run_dir: Path, out_dir: Path | None = None, tta_flip: bool = False, ensemble_with: list[Path] = (),
+    held_out_twin: Path | None = None,
+) -> dict:
+    """Calibrate a finished run (with ``ensemble_with``: the ensemble of it and those runs, logits
+    averaged); writes run_dir/calibration.json (export reads it) and the figures.
+
+    Runs trained on all 60,000 images (``full_train``) have no clean validation split; they take the
+    temperature and review threshold of ``held_out_twin``, a calibrated run (ensemble) of the same
+    recipes trained on the 50,000 only, and are measured on test."""
+    run_dirs = [Path(run_dir), *map(Path, ensemble_with)]
+    configs = _member_configs(run_dirs)
+    if held_out_twin is not None:
+        return _calibrate_from_twin(run_dirs, configs, Path(held_out_twin), out_dir, tta_flip)
+    from training.train import load_best
+
     split_seeds = {c.get("split_seed", data.DEFAULT_SPLIT_SEED) for c in configs}
     if len(split_seeds) > 1 or any(c.get("full_train") for c in configs):
         # Calibrating on images a member trained on would make the ensemble look surer than it is.
@@ -252,5 +272,59 @@ def calibrate_run(
     result["ensemble_with"] = [str(member) for member in run_dirs[1:]]
     result["validation_accuracy"] = float(np.mean(val_logits.argmax(axis=1) == split.y_val))
     result["test_accuracy"] = float(np.mean(test_logits.argmax(axis=1) == split.y_test))
+    (run_dirs[0] / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _calibrate_from_twin(run_dirs: list[Path], configs: list[dict], twin_dir: Path, out_dir: Path | None,
+                         tta_flip: bool) -> dict:
+    from training.train import load_best
+
+    if not all(c.get("full_train") for c in configs):
+        raise ValueError("a held-out twin calibrates runs trained on all 60,000 images (--full-train) only; "
+                         "calibrate this one on the validation split")
+    twin_file = twin_dir / "calibration.json"
+    if not twin_file.exists():
+        raise ValueError(f"{twin_dir} has no calibration.json; calibrate it first")
+    twin = json.loads(twin_file.read_text())
+    twin_dirs = [twin_dir, *map(Path, twin.get("ensemble_with", []))]
+    twin_configs = _member_configs(twin_dirs)
+    if [_recipe(c) for c in configs] != [_recipe(c) for c in twin_configs] or bool(twin.get("tta_flip")) != tta_flip:
+        raise ValueError(f"the held-out twin ({', '.join(map(str, twin_dirs))}) must be the same recipes, member for "
+                         "member in the same order, with the same flip averaging")
+    if any(c.get("full_train") for c in twin_configs):
+        raise ValueError(f"the held-out twin {twin_dir} itself trained on the validation split")
+    dataset = data.load_fashion_mnist()
+    test_logits = model_logits([load_best(member) for member in run_dirs], dataset.x_test, tta_flip)
+    temperature, threshold = twin["temperature"], twin["review_threshold"]
+    test_before, test_after = softmax(test_logits), softmax(test_logits, temperature)
+    test_sorting = sorting_figures(test_after, dataset.y_test, threshold)
+    result = {
+        "temperature": temperature,
+        "ece_bins": ECE_BINS,
+        "ece_test_before": expected_calibration_error(test_before, dataset.y_test),
+        "ece_test_after": expected_calibration_error(test_after, dataset.y_test),
+        "review_threshold": threshold,
+        "max_wrong_bin_rate": MAX_WRONG_BIN_RATE,
+        "season_of_class": SEASON_OF_CLASS,
+        "sorting_test": test_sorting,
+        "tta_flip": tta_flip,
+        "ensemble_with": [str(member) for member in run_dirs[1:]],
+        # Its own validation figures would be measured on images it trained on: there are none.
+        "validation_accuracy": None,
+        "test_accuracy": float(np.mean(test_logits.argmax(axis=1) == dataset.y_test)),
+        "calibrated_by": {
+            "runs": [str(member) for member in twin_dirs],
+            **{k: twin[k] for k in ("validation_accuracy", "test_accuracy", "ece_validation_before",
+                                    "ece_validation_after", "sorting_validation")},
+        },
+    }
+    out_dir = Path(out_dir or run_dirs[0])
+    risk_coverage_plot(
+        {"test": risk_coverage(test_after, dataset.y_test)},
+        {"test": (1 - test_sorting["review_share"], test_sorting["wrong_bin_rate"])},
+        out_dir / "risk_coverage.png",
+    )
+    reliability_plot(test_before, test_after, dataset.y_test, out_dir / "reliability.png")
     (run_dirs[0] / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -110,6 +110,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validation_accuracy(run: dict) -> float | None:
+    # A run trained on the validation split has no validation accuracy, only a training-set figure.
+    return None if run["config"].get("full_train") else run["val_accuracy"]
+
+
 def _member_training(run: dict) -> dict:
     return {**run["config"], "epochs_run": run["epochs_run"], "best_epoch": run["best_epoch"],
             "wall_time_s": run["wall_time_s"]}
@@ -135,12 +140,13 @@ def _export_run(run_dir: Path, model_root: Path, version: int | None, temperatur
     member_runs = [_finished_run(p) for p in member_dirs]
     dataset = data.load_fashion_mnist()
     metadata = {
-        "validation_accuracy": run["val_accuracy"],
+        "run": str(run_dir),
+        "validation_accuracy": _validation_accuracy(run),
         "test_accuracy": run["test_accuracy"],
         "train_accuracy": run["train_accuracy"],
         "training": _member_training(run),
         **({"ensemble_members": [
-            {"run": str(p), "validation_accuracy": r["val_accuracy"], "test_accuracy": r["test_accuracy"],
+            {"run": str(p), "validation_accuracy": _validation_accuracy(r), "test_accuracy": r["test_accuracy"],
              "training": _member_training(r)}
             for p, r in zip([run_dir, *member_dirs], [run, *member_runs])
         ]} if member_dirs else {}),
@@ -170,7 +176,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from training.calibrate import calibrate_run
 
     result = calibrate_run(Path(args.run), Path(args.out) if args.out else None, tta_flip=args.tta_flip,
-                           ensemble_with=[Path(p) for p in args.ensemble_with])
+                           ensemble_with=[Path(p) for p in args.ensemble_with],
+                           held_out_twin=Path(args.held_out_twin) if args.held_out_twin else None)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -253,6 +260,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="serve the average of the image and its mirror (export follows calibration.json)")
     p.add_argument("--ensemble-with", nargs="+", default=[], metavar="RUN",
                    help="serve the mean logits of --run and these runs (same validation split)")
+    p.add_argument("--held-out-twin", default=None, metavar="RUN",
+                   help="for --full-train runs: take the temperature and review threshold of this calibrated "
+                        "run (with its --ensemble-with), the same recipes trained without the validation split")
     p.set_defaults(func=cmd_calibrate)
 
 

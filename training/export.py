@@ -97,10 +97,12 @@ def _write_savedmodel(keras_models: list, path: Path, temperature: float, tta_fl
     archive.write_out(str(path), verbose=False)
 
 
-def measure_signatures(version_dir: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+def measure_signatures(version_dir: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]],
+                       review_threshold: float | None = None) -> dict:
     """Every exported signature on each (images, labels) split: its accuracy and, given a
     ``validation`` split, its own review threshold (chosen there as calibrate does) with the
-    sorting figures it gives; the service applies the threshold of the precision it serves."""
+    sorting figures it gives; the service applies the threshold of the precision it serves.
+    Without a validation split (the model trained on it) every signature gets ``review_threshold``."""
     from training import calibrate
 
     accuracy, sorting = {}, {}
@@ -109,8 +111,9 @@ def measure_signatures(version_dir: Path, splits: dict[str, tuple[np.ndarray, np
         accuracy[precision] = {
             name: float(np.mean(probs[name].argmax(1) == labels)) for name, (_, labels) in splits.items()
         }
-        if "validation" in splits:
-            threshold = calibrate.choose_review_threshold(probs["validation"], splits["validation"][1])
+        threshold = (calibrate.choose_review_threshold(probs["validation"], splits["validation"][1])
+                     if "validation" in splits else review_threshold)
+        if threshold is not None:
             sorting[precision] = {
                 "review_threshold": threshold,
                 **{name: calibrate.sorting_figures(probs[name], labels, threshold) for name, (_, labels) in splits.items()},
@@ -149,7 +152,7 @@ def export(
     try:
         members = [keras_model, *ensemble_with]
         _write_savedmodel(members, staging, temperature, tta_flip)
-        measured = measure_signatures(staging, evaluate_on) if evaluate_on else {}
+        measured = measure_signatures(staging, evaluate_on, metadata.get("review_threshold")) if evaluate_on else {}
         full_metadata = {
             "name": MODEL_NAME,
             "version": version,

@@ -27,12 +27,13 @@ def _layer_table(arch: str) -> str:
     return "\n".join(lines)
 
 
-def _speed_table(images_per_s: dict[str, dict[int, float]], accuracy: dict[str, float], sorting: dict) -> str:
+def _speed_table(images_per_s: dict[str, dict[int, float]], accuracy: dict[str, float], sorting: dict,
+                 threshold_label: str = "own, on validation") -> str:
     precisions = list(images_per_s)
     lines = benchmark.table_lines(images_per_s)
     lines.append("| test accuracy | " + " | ".join(_pct(accuracy[p]) for p in precisions) + " |")
     if all(p in sorting for p in precisions):
-        lines.append("| review threshold (own, on validation) | "
+        lines.append(f"| review threshold ({threshold_label}) | "
                      + " | ".join(f"{sorting[p]['review_threshold']:.4f}" for p in precisions) + " |")
         lines.append("| test wrong-bin / review share | " + " | ".join(
             f"{_pct(sorting[p]['test']['wrong_bin_rate'])} / {_pct(sorting[p]['test']['review_share'])}" for p in precisions
@@ -46,9 +47,12 @@ def _recipe_text(members: list[dict]) -> str:
     for index, member in enumerate(members, 1):
         t = member["training"]
         zoom = f", random rescale by up to {100 * t['zoom']:g} %" if t.get("zoom") else ""
-        head = f"Member {index} (`{member['run']}`, validation {_pct(member['validation_accuracy'])} alone): " if len(members) > 1 else ""
+        alone = ("trained on all 60,000" if member["validation_accuracy"] is None
+                 else f"validation {_pct(member['validation_accuracy'])} alone")
+        head = f"Member {index} (`{member['run']}`, {alone}): " if len(members) > 1 else ""
+        checkpoint = "training" if t.get("full_train") else "validation"
         paragraphs.append(
-            f"{head}{t['epochs']} epochs (best validation loss at epoch {t['best_epoch']}), batch {t['batch_size']},\n"
+            f"{head}{t['epochs']} epochs (best {checkpoint} loss at epoch {t['best_epoch']}), batch {t['batch_size']},\n"
             f"{t['optimizer']} (learning rate {t['learning_rate']:g}, weight decay {t['weight_decay']:g}),\n"
             f"{t['lr_schedule']} schedule with {t['warmup_epochs']} warm-up epochs, label smoothing\n"
             f"{t['label_smoothing']:g}, augmentation {'on' if t['augment'] else 'off'} (2-pixel pad + random\n"
@@ -57,21 +61,35 @@ def _recipe_text(members: list[dict]) -> str:
     return "\n\n".join(paragraphs)
 
 
-def _reproduce_text(members: list[dict], figures_dir: Path, tta: bool) -> str:
+def _train_and_calibrate_commands(members: list[dict], calibrate_options: str) -> list[str]:
     lines = []
     for member in members:
         t = member["training"]
         zoom = f" --zoom {t['zoom']:g}" if t.get("zoom") else ""
+        full = " --full-train" if t.get("full_train") else ""
         lines.append(
             f".venv/bin/garment-sorter train --arch fashion-cnn --epochs {t['epochs']} --batch-size {t['batch_size']} --augment{zoom} \\\n"
             f"    --optimizer {t['optimizer']} --learning-rate {t['learning_rate']:g} --weight-decay {t['weight_decay']:g} \\\n"
             f"    --label-smoothing {t['label_smoothing']:g} --lr-schedule {t['lr_schedule']} --warmup-epochs {t['warmup_epochs']} \\\n"
-            f"    --patience {t['patience']} --seed {t['seed']} --out {member['run']}"
+            f"    --patience {t['patience']} --seed {t['seed']}{full} --out {member['run']}"
         )
-    first, others = members[0]["run"], " ".join(m["run"] for m in members[1:])
+    others = " ".join(m["run"] for m in members[1:])
+    lines.append(f".venv/bin/garment-sorter calibrate --run {members[0]['run']}{calibrate_options}"
+                 + (f" --ensemble-with {others}" if others else ""))
+    return lines
+
+
+def _reproduce_text(members: list[dict], figures_dir: Path, tta: bool, twin_runs: list[str] = ()) -> str:
+    flip = " --tta-flip" if tta else ""
+    lines = []
+    if twin_runs:  # the same recipes without the validation split, calibrated there first
+        twin = [{"run": run, "training": {**m["training"], "full_train": False}} for run, m in zip(twin_runs, members)]
+        lines += _train_and_calibrate_commands(twin, f"{flip}")
+        lines += _train_and_calibrate_commands(members, f" --out {figures_dir}{flip} --held-out-twin {twin_runs[0]}")
+    else:
+        lines += _train_and_calibrate_commands(members, f" --out {figures_dir}{flip}")
+    first = members[0]["run"]
     lines += [
-        f".venv/bin/garment-sorter calibrate --run {first} --out {figures_dir}{' --tta-flip' if tta else ''}"
-        + (f" --ensemble-with {others}" if others else ""),
         f".venv/bin/garment-sorter export --run {first}",
         f".venv/bin/garment-sorter model-card --run {first} --figures {figures_dir}",
     ]
@@ -105,7 +123,12 @@ def write_card(
     report.prediction_grid(dataset.x_test, dataset.y_test, predicted, figures_dir / "prediction_grid.png")
     rel = Path("../..") / figures_dir  # the card lives in models/fashion-cnn/
     training = meta["training"]
-    sorting_val, sorting_test = meta["sorting_validation"], meta["sorting_test"]
+    # A model trained on all 60,000 images was calibrated by its held-out twin (same recipes, 50,000 only):
+    # the validation figures are the twin's.
+    twin = meta.get("calibrated_by")
+    held_out = twin or meta
+    validation_label = "validation (held-out twin)" if twin else "validation"
+    sorting_val, sorting_test = held_out["sorting_validation"], meta["sorting_test"]
     seasons: dict[str, list[str]] = {}
     for name, season in SEASON_OF_CLASS.items():
         seasons.setdefault(season, []).append(name)
@@ -118,7 +141,22 @@ def write_card(
     )
     members = meta.get("ensemble_members", [])
     # run.json measured the train split through one network and one view: only then is it the served figure
-    train_text = "" if (members or tta) else f"; train split {_pct(meta['train_accuracy'])}"
+    train_text = "" if (members or tta or twin) else f"; train split {_pct(meta['train_accuracy'])}"
+    if twin:
+        accuracy_text = (f"trained on validation too; its held-out twin `{', '.join(twin['runs'])}` scored "
+                         f"{_pct(twin['validation_accuracy'])} on validation and {_pct(twin['test_accuracy'])} on test")
+        split_text = (
+            "Trained on all 60,000 training images (train + validation) with the recipe chosen on validation.\n"
+            f"Its held-out twin (`{', '.join(twin['runs'])}`: the same recipes and seeds trained on the 50,000\n"
+            "only) chose the temperature and the review threshold on the clean validation split; this model\n"
+            "serves both unchanged, and the test split checks that they carry over."
+        )
+        temperature_text = "Temperature fitted on validation by the held-out twin by minimising NLL"
+    else:
+        accuracy_text = f"validation {_pct(meta['validation_accuracy'])}{train_text}"
+        split_text = ("Trained on the 50,000-image train split only (not retrained on all 60,000: the validation split stays\n"
+                      "clean for calibration and the review threshold).")
+        temperature_text = "Temperature fitted on validation by minimising NLL"
     if members:
         tta_text += (
             f"\nServed as an ensemble of {len(members)} independently trained networks of this architecture\n"
@@ -150,11 +188,10 @@ uint8 by 1/255 inside the graph and folds each BatchNorm into its convolution.{t
 ## Training recipe
 {_recipe_text(members or [{"training": training, "validation_accuracy": meta["validation_accuracy"]}])}
 
-Trained on the 50,000-image train split only (not retrained on all 60,000: the validation split stays
-clean for calibration and the review threshold).
+{split_text}
 
 ## Accuracy
-Test accuracy: **{_pct(test_accuracy)}** (validation {_pct(meta['validation_accuracy'])}{train_text}).
+Test accuracy: **{_pct(test_accuracy)}** ({accuracy_text}).
 The study's best model scored 90.47 %.
 
 {report.per_class_table(matrix)}
@@ -164,12 +201,12 @@ The study's best model scored 90.47 %.
 ![predictions]({rel / 'prediction_grid.png'})
 
 ## Calibration
-Temperature fitted on validation by minimising NLL: **T = {meta['temperature']:.4f}**, baked into
+{temperature_text}: **T = {meta['temperature']:.4f}**, baked into
 `probabilities`. Expected calibration error (15 equal-width bins):
 
 | split | before | after |
 |---|---:|---:|
-| validation | {_pct(meta['ece_validation_before'])} | {_pct(meta['ece_validation_after'])} |
+| {validation_label} | {_pct(held_out['ece_validation_before'])} | {_pct(held_out['ece_validation_after'])} |
 | test | {_pct(meta['ece_test_before'])} | {_pct(meta['ece_test_after'])} |
 
 ![reliability]({rel / 'reliability.png'})
@@ -179,11 +216,11 @@ Seasons: summer = {', '.join(seasons['summer'])}; winter = {', '.join(seasons['w
 all-season = {', '.join(seasons['all-season'])}. A bin's confidence is the sum of its classes'
 probabilities; the item goes to the bin with the largest mass, or to manual review when that mass is
 below **review_threshold = {meta['review_threshold']:.4f}** (the smallest review share that keeps wrong-bin
-items <= 1 % of all items on validation).
+items <= 1 % of all items on validation{", chosen by the held-out twin" if twin else ""}).
 
 | split | season accuracy | review share | wrong-bin (of all items) |
 |---|---:|---:|---:|
-| validation | {_pct(sorting_val['season_accuracy'])} | {_pct(sorting_val['review_share'])} | {_pct(sorting_val['wrong_bin_rate'])} |
+| {validation_label} | {_pct(sorting_val['season_accuracy'])} | {_pct(sorting_val['review_share'])} | {_pct(sorting_val['wrong_bin_rate'])} |
 | test | {_pct(sorting_test['season_accuracy'])} | {_pct(sorting_test['review_share'])} | {_pct(sorting_test['wrong_bin_rate'])} |
 
 ![risk-coverage]({rel / 'risk_coverage.png'})
@@ -192,9 +229,10 @@ items <= 1 % of all items on validation).
 Inference through the exported signatures on {benchmark.machine()}; `serving_default` computes in
 float32, `serving_bfloat16` in bfloat16 with the same weights (float32 logits layer). The service serves
 bfloat16 where the CPU has AVX512-BF16 or AMX (as here) and float32 elsewhere (`SORTER_PRECISION`),
-each with the review threshold chosen on validation for its own outputs.
+{"both with the twin's float32 review threshold" if twin else "each with the review threshold chosen on validation for its own outputs"}.
 
-{_speed_table(images_per_s, accuracy_by_precision, meta.get("sorting_by_precision", {}))}
+{_speed_table(images_per_s, accuracy_by_precision, meta.get("sorting_by_precision", {}),
+              "the twin's, for both" if twin else "own, on validation")}
 
 ## Against the targets
 | target | measured | met |
@@ -224,7 +262,8 @@ damage inspection, not for classes outside the ten.
 
 ## Reproduce
 ```bash
-{_reproduce_text(members or [{"run": "runs/fashion-cnn", "training": training}], figures_dir, tta)}
+{_reproduce_text(members or [{"run": "runs/fashion-cnn", "training": training}], figures_dir, tta,
+                 twin["runs"] if twin else ())}
 ```
 """
     card_path.write_text(text)

@@ -26,6 +26,23 @@ def outputs(shipped, fashion, split):
     }
 
 
+@pytest.fixture(scope="module")
+def held_out(shipped):
+    """The export whose validation split is clean: the shipped model itself or, when it trained on all
+    60,000 images, its held-out twin (the same recipes on the 50,000 only), shipped as an earlier version
+    because it chose the temperature and review threshold the shipped model serves."""
+    _, meta = shipped
+    twin = meta.get("calibrated_by")
+    if twin is None:
+        return shipped
+    for version in export.versions(MODEL_ROOT):
+        candidate = json.loads((MODEL_ROOT / str(version) / "metadata.json").read_text())
+        runs = [m["run"] for m in candidate.get("ensemble_members", [])] or [candidate.get("run")]
+        if runs == twin["runs"]:
+            return MODEL_ROOT / str(version), candidate
+    pytest.fail(f"the held-out twin {twin['runs']} is not among the shipped versions")
+
+
 # Issue 3's goal is 95.0 %; the shipped version 4 measures 94.41 % (float32; bfloat16 94.40 %, see
 # models/fashion-cnn/README.md). This guards against regressions below what is shipped, and must
 # be raised with the next model.
@@ -44,7 +61,10 @@ def test_metadata_matches_what_is_measured(shipped, outputs, fashion, split):
     test_accuracy = np.mean(outputs["test"]["probabilities"].argmax(axis=1) == fashion.y_test)
     val_accuracy = np.mean(outputs["val"]["probabilities"].argmax(axis=1) == split.y_val)
     assert meta["test_accuracy"] == pytest.approx(test_accuracy, abs=0.001)
-    assert meta["validation_accuracy"] == pytest.approx(val_accuracy, abs=0.001)
+    if meta.get("calibrated_by"):  # it trained on the validation split: no validation figure to claim
+        assert meta["validation_accuracy"] is None and val_accuracy > meta["test_accuracy"]
+    else:
+        assert meta["validation_accuracy"] == pytest.approx(val_accuracy, abs=0.001)
     assert len(meta["dataset_sha256"]) == 4
 
 
@@ -56,13 +76,17 @@ def test_temperature_is_baked_into_the_probabilities(shipped, outputs):
     assert meta["ece_test_after"] <= 0.015
 
 
-def test_review_threshold_keeps_wrong_bins_under_one_percent_on_validation(shipped, outputs, split):
-    _, meta = shipped
+def test_review_threshold_keeps_wrong_bins_under_one_percent_on_validation(shipped, held_out, outputs, split):
+    version_dir, meta = shipped
+    held_out_dir, held_out_meta = held_out
     threshold = meta["review_threshold"]
     assert 0 < threshold < 1
-    figures = calibrate.sorting_figures(outputs["val"]["probabilities"], split.y_val, threshold)
+    assert threshold == held_out_meta["review_threshold"] and meta["temperature"] == held_out_meta["temperature"]
+    val = outputs["val"] if held_out_dir == version_dir else export.predict_exported(held_out_dir, split.x_val)
+    figures = calibrate.sorting_figures(val["probabilities"], split.y_val, threshold)
     assert figures["wrong_bin_rate"] <= 0.01
-    assert figures["review_share"] == pytest.approx(meta["sorting_validation"]["review_share"], abs=0.001)
+    claimed = (meta.get("calibrated_by") or meta)["sorting_validation"]
+    assert figures["review_share"] == pytest.approx(claimed["review_share"], abs=0.001)
 
 
 def test_measured_ece_on_test_matches_metadata(shipped, outputs, fashion):
@@ -77,18 +101,21 @@ def _exported_precisions() -> list[str]:
 
 
 @pytest.mark.parametrize("precision", _exported_precisions())
-def test_every_exported_precision_serves_what_metadata_says(precision, shipped, outputs, fashion, split):
+def test_every_exported_precision_serves_what_metadata_says(precision, shipped, held_out, outputs, fashion, split):
     """The service may serve any exported signature (bfloat16 on CPUs that compute it natively):
-    each must keep the accuracy floor, agree with float32 and keep the review threshold's promise."""
+    each must keep the accuracy floor, agree with float32 and keep the review threshold's promise
+    (on validation, through the held-out model that chose it)."""
     version_dir, meta = shipped
+    held_out_dir, _ = held_out
     test = export.predict_exported(version_dir, fashion.x_test, precision)["probabilities"]
-    val = export.predict_exported(version_dir, split.x_val, precision)["probabilities"]
+    val = export.predict_exported(held_out_dir, split.x_val, precision)["probabilities"]
     test_accuracy = np.mean(test.argmax(axis=1) == fashion.y_test)
     assert test_accuracy >= MIN_TEST_ACCURACY - 0.001
     assert meta["accuracy_by_precision"][precision]["test"] == pytest.approx(test_accuracy, abs=0.001)
-    assert meta["accuracy_by_precision"][precision]["validation"] == pytest.approx(
-        np.mean(val.argmax(axis=1) == split.y_val), abs=0.001
-    )
+    if held_out_dir == version_dir:
+        assert meta["accuracy_by_precision"][precision]["validation"] == pytest.approx(
+            np.mean(val.argmax(axis=1) == split.y_val), abs=0.001
+        )
     assert np.mean(test.argmax(axis=1) == outputs["test"]["probabilities"].argmax(axis=1)) >= 0.995
     # Each precision has its own review threshold (the service applies the served one's).
     sorting = meta["sorting_by_precision"][precision]
@@ -97,6 +124,7 @@ def test_every_exported_precision_serves_what_metadata_says(precision, shipped, 
     # The threshold sits exactly at 1 % on the exporting machine; bfloat16 kernels round a little
     # differently on CPUs without native bfloat16, which may move one item of 10,000 across it.
     assert figures["wrong_bin_rate"] <= (0.01 if precision == "float32" else 0.0101)
-    assert figures["review_share"] == pytest.approx(sorting["validation"]["review_share"], abs=0.001)
+    if held_out_dir == version_dir:
+        assert figures["review_share"] == pytest.approx(sorting["validation"]["review_share"], abs=0.001)
     if precision == "float32":
         assert sorting["review_threshold"] == pytest.approx(meta["review_threshold"], abs=1e-6)

@@ -195,3 +195,54 @@ def test_ensemble_refuses_a_member_that_trained_on_the_validation_split(smoke_ru
     with pytest.raises(ValueError, match="^ensemble members must share one validation split and none may train on it$"):
         calibrate_run(smoke_run.run_dir, ensemble_with=[full])
     assert not (smoke_run.run_dir / "calibration.json").exists()
+
+
+def test_full_train_run_serves_its_held_out_twins_calibration(smoke_run, tmp_path, fashion):
+    import shutil
+
+    from training.calibrate import calibrate_run, model_logits, softmax, sorting_figures
+    from training.cli import _export_run
+
+    twin, full = tmp_path / "twin", tmp_path / "full"
+    shutil.copytree(smoke_run.run_dir, twin)
+    twin_calibration = calibrate_run(twin)
+    train(TrainConfig(**{**SMOKE, "full_train": True, "histograms": False}), full, verbose=0)
+
+    calibration = calibrate_run(full, tmp_path / "figures", held_out_twin=twin)
+    temperature, threshold = twin_calibration["temperature"], twin_calibration["review_threshold"]
+    assert calibration["temperature"] == temperature and calibration["review_threshold"] == threshold
+    assert calibration["validation_accuracy"] is None
+    assert calibration["calibrated_by"]["runs"] == [str(twin)]
+    assert calibration["calibrated_by"]["sorting_validation"] == twin_calibration["sorting_validation"]
+    logits = model_logits(load_best(full), fashion.x_test)
+    assert calibration["test_accuracy"] == float(np.mean(logits.argmax(1) == fashion.y_test))
+    assert calibration["sorting_test"] == sorting_figures(softmax(logits, temperature), fashion.y_test, threshold)
+    assert (tmp_path / "figures" / "risk_coverage.png").is_file() and (tmp_path / "figures" / "reliability.png").is_file()
+
+    metadata = json.loads((_export_run(full, tmp_path / "m", None) / "metadata.json").read_text())
+    assert metadata["validation_accuracy"] is None and metadata["temperature"] == temperature
+    assert metadata["calibrated_by"]["runs"] == [str(twin)]
+    for precision in metadata["signatures"]:  # no clean validation split: every precision serves the twin's threshold
+        assert metadata["sorting_by_precision"][precision]["review_threshold"] == threshold
+        assert set(metadata["accuracy_by_precision"][precision]) == {"test"}
+
+
+def test_held_out_twin_must_be_the_same_recipe_without_the_validation_split(smoke_run, tmp_path):
+    import shutil
+
+    from training.calibrate import calibrate_run
+
+    twin, other_seed, full = tmp_path / "twin", tmp_path / "other-seed", tmp_path / "full"
+    shutil.copytree(smoke_run.run_dir, twin)
+    calibrate_run(twin)
+    train(TrainConfig(**{**SMOKE, "epochs": 1, "seed": 4, "histograms": False}), other_seed, verbose=0)
+    calibrate_run(other_seed)
+    train(TrainConfig(**{**SMOKE, "epochs": 1, "full_train": True, "histograms": False}), full, verbose=0)
+
+    with pytest.raises(ValueError, match="must be the same recipes, member for member"):
+        calibrate_run(full, held_out_twin=other_seed)  # seed 4 and one epoch: not full's recipe
+    with pytest.raises(ValueError, match="calibrates runs trained on all 60,000 images"):
+        calibrate_run(other_seed, held_out_twin=twin)
+    with pytest.raises(ValueError, match="has no calibration.json; calibrate it first"):
+        calibrate_run(full, held_out_twin=smoke_run.run_dir)
+    assert not (full / "calibration.json").exists()
