@@ -262,7 +262,7 @@ damage inspection, not for classes outside the ten.
 
 ## Reproduce
 ```bash
-{_reproduce_text(members or [{"run": "runs/fashion-cnn", "training": training}], figures_dir, tta,
+{_reproduce_text(members or [{"run": meta.get("run", "runs/fashion-cnn"), "training": training}], figures_dir, tta,
                  twin["runs"] if twin else ())}
 ```
 """

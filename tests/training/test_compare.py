@@ -32,3 +32,14 @@ def test_a_single_network_served_as_trained_keeps_its_train_accuracy(tmp_path):
     payload = compare.add_served_model(served_metadata(2, params=289_066), tmp_path)
     assert payload["rows"][0]["study_name"] == "production, served"
     assert payload["rows"][0]["train_accuracy"] == 0.97 and payload["selected_study_model"] is None
+
+
+def test_a_model_trained_on_all_60000_says_so_and_claims_no_validation_figure(tmp_path):
+    members = [{"run": "runs/a-full", "training": TRAINING}, {"run": "runs/b-full", "training": TRAINING}]
+    metadata = served_metadata(5, ensemble_members=members, validation_accuracy=None,
+                               calibrated_by={"runs": ["runs/a", "runs/b"]})
+    payload = compare.add_served_model(metadata, tmp_path)
+    row = payload["rows"][0]
+    assert row["study_name"] == "production, served (2 networks averaged, trained on all 60,000, calibrated by its held-out twin)"
+    assert row["val_accuracy"] is None and row["train_accuracy"] is None
+    assert "| n/a | n/a | 94.62 |" in (tmp_path / compare.COMPARISON_MD).read_text()

@@ -1,0 +1,73 @@
+"""The model card of a run trained on all 60,000 images credits its held-out twin for every validation figure."""
+
+import json
+
+import pytest
+
+from training import export, model_card
+from training.calibrate import calibrate_run
+from training.cli import _export_run
+from training.train import TrainConfig, train
+
+SMOKE = dict(arch="a3-model2", epochs=2, batch_size=128, limit_train=2000, seed=3, histograms=False)
+SPEED = {"float32": {1: 900.0, 64: 3500.0, 256: 3600.0}, "bfloat16": {1: 1000.0, 64: 6500.0, 256: 7000.0}}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+@pytest.fixture(scope="module")
+def cards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("card")
+    twin, full = root / "runs" / "twin", root / "runs" / "full"
+    train(TrainConfig(**SMOKE), twin, verbose=0)
+    twin_calibration = calibrate_run(twin, root / "twin-figures")
+    train(TrainConfig(**{**SMOKE, "full_train": True}), full, verbose=0)
+    calibrate_run(full, root / "figures", held_out_twin=twin)
+    written = {}
+    for name, run in (("twin", twin), ("full", full)):
+        version_dir = _export_run(run, root / "models", None)
+        card = model_card.write_card(version_dir, root / f"{name}-figures", root / f"{name}.md", SPEED)
+        written[name] = (card.read_text().splitlines(), json.loads((version_dir / export.METADATA_FILE).read_text()))
+    return twin, full, root, twin_calibration, written
+
+
+def test_full_train_card_labels_the_twins_validation_figures(cards):
+    twin, full, _, twin_calibration, written = cards
+    lines, meta = written["full"]
+    assert meta["calibrated_by"]["runs"] == [str(twin)] and meta["validation_accuracy"] is None
+    assert "Trained on all 60,000 training images (train + validation) with the recipe chosen on validation." in lines
+    assert (f"| validation (held-out twin) | {_pct(twin_calibration['ece_validation_before'])} | "
+            f"{_pct(twin_calibration['ece_validation_after'])} |") in lines
+    sorting = twin_calibration["sorting_validation"]
+    assert (f"| validation (held-out twin) | {_pct(sorting['season_accuracy'])} | {_pct(sorting['review_share'])} | "
+            f"{_pct(sorting['wrong_bin_rate'])} |") in lines
+    assert any(line.startswith(f"Test accuracy: **{_pct(meta['test_accuracy'])}** (trained on validation too; "
+                               f"its held-out twin `{twin}` scored {_pct(twin_calibration['validation_accuracy'])}")
+               for line in lines)
+    assert not any("| validation |" in line for line in lines)
+
+
+def test_full_train_card_reproduces_the_twin_first(cards):
+    twin, full, root, _, written = cards
+    lines, _ = written["full"]
+    commands = [line for line in lines if line.startswith(".venv/bin/garment-sorter calibrate")]
+    assert commands == [
+        f".venv/bin/garment-sorter calibrate --run {twin}",
+        f".venv/bin/garment-sorter calibrate --run {full} --out {root / 'full-figures'} --held-out-twin {twin}",
+    ]
+    outs = [line.strip() for line in lines if line.strip().startswith("--patience")]
+    assert outs == [f"--patience 50 --seed 3 --out {twin}", f"--patience 50 --seed 3 --full-train --out {full}"]
+
+
+def test_held_out_card_keeps_its_own_validation_figures(cards):
+    twin, _, root, twin_calibration, written = cards
+    lines, meta = written["twin"]
+    assert "calibrated_by" not in meta
+    assert (f"| validation | {_pct(twin_calibration['ece_validation_before'])} | "
+            f"{_pct(twin_calibration['ece_validation_after'])} |") in lines
+    assert "Trained on the 50,000-image train split only (not retrained on all 60,000: the validation split stays" in lines
+    assert [line for line in lines if line.startswith(".venv/bin/garment-sorter calibrate")] == [
+        f".venv/bin/garment-sorter calibrate --run {twin} --out {root / 'twin-figures'}"
+    ]
