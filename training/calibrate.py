@@ -231,7 +231,14 @@ _NOT_RECIPE = ("full_train", "histograms", "patience")
 
 
 def _recipe(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in _NOT_RECIPE}
+    """The settings that shape the network; those a run predates take their defaults."""
+    from dataclasses import MISSING, fields
+
+    from training.train import TrainConfig
+
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory()
+                for f in fields(TrainConfig) if f.default is not MISSING or f.default_factory is not MISSING}
+    return {k: v for k, v in {**defaults, **config}.items() if k not in _NOT_RECIPE}
 
 
 def _member_configs(run_dirs: list[Path]) -> list[dict]:

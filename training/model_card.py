@@ -91,7 +91,8 @@ def _reproduce_text(members: list[dict], figures_dir: Path, tta: bool, twin_runs
     first = members[0]["run"]
     lines += [
         f".venv/bin/garment-sorter export --run {first}",
-        f".venv/bin/garment-sorter model-card --run {first} --figures {figures_dir}",
+        # a run trained on validation has no validation figure for the comparison's training-run rows
+        f".venv/bin/garment-sorter model-card{'' if twin_runs else f' --run {first}'} --figures {figures_dir}",
     ]
     return "\n".join(lines)
 

@@ -57,3 +57,13 @@ def test_review_threshold_is_the_smallest_that_keeps_wrong_bins_under_one_percen
     assert figures["wrong_bin_rate"] == pytest.approx(0.010)
     assert figures["review_share"] == pytest.approx(0.020)
     assert threshold == pytest.approx(confidence[20])
+
+
+def test_a_recipe_compares_settings_a_run_predates_at_their_defaults():
+    from training.calibrate import _recipe
+
+    before_zoom = {"arch": "fashion-cnn", "seed": 42, "patience": 45, "histograms": True, "full_train": False}
+    now = {"arch": "fashion-cnn", "seed": 42, "zoom": 0.0, "extra": {}, "patience": 50, "histograms": False,
+           "full_train": True}
+    assert _recipe(before_zoom) == _recipe(now)
+    assert _recipe(before_zoom) != _recipe({**now, "zoom": 0.05})
