@@ -142,7 +142,7 @@ def write_card(
     )
     members = meta.get("ensemble_members", [])
     # run.json measured the train split through one network and one view: only then is it the served figure
-    train_text = "" if (members or tta or twin) else f"; train split {_pct(meta['train_accuracy'])}"
+    train_text = "" if (members or tta) else f"; train split {_pct(meta['train_accuracy'])}"
     if twin:
         accuracy_text = (f"trained on validation too; its held-out twin `{', '.join(twin['runs'])}` scored "
                          f"{_pct(twin['validation_accuracy'])} on validation and {_pct(twin['test_accuracy'])} on test")
