@@ -81,7 +81,7 @@ def read_metadata(version_dir: Path) -> dict[str, Any]:
         raise ModelError(f"{path}: class_names must list the 10 class names")
     if len(set(names)) != len(names):
         raise ModelError(f"{path}: class_names has duplicates")
-    for key in ("temperature", "review_threshold"):
+    for key in ("temperature", "review_threshold", "flip_below"):
         value = metadata.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ModelError(f"{path}: {key} must be a number, not {value!r}")
@@ -207,6 +207,7 @@ class TensorFlowModel:
             "params": m.get("params"),
             "ensemble_size": int(m.get("ensemble_size", 1)),
             "tta_flip": bool(m.get("tta_flip", False)),
+            "flip_below": m.get("flip_below"),
             "classes": list(self.class_names),
             "accuracy": self.accuracy,
             "temperature": self.temperature,
@@ -369,6 +370,7 @@ class NullModel:
             "params": 0,
             "ensemble_size": 0,
             "tta_flip": False,
+            "flip_below": None,
             "classes": list(self.class_names),
             "accuracy": {"validation": None, "test": None},
             "temperature": None,

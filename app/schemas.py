@@ -129,6 +129,11 @@ class ModelInfo(BaseModel):
     params: int | None = Field(description="Parameters of every network the graph runs, summed")
     ensemble_size: int = Field(description="Networks whose logits the graph averages (1: a single network)")
     tta_flip: bool = Field(description="Whether the graph also averages each image with its mirror image")
+    flip_below: float | None = Field(
+        default=None,
+        description="When set, the graph averages in the mirror image only for images whose uncalibrated "
+        "top-class probability is below this",
+    )
     classes: list[str]
     accuracy: dict[str, float | None]
     temperature: float | None

@@ -213,17 +213,26 @@ def calibrate_logits(val_logits, val_labels, test_logits, test_labels, out_dir: 
     return result
 
 
-def model_logits(models, images: np.ndarray, tta_flip: bool = False) -> np.ndarray:
+def model_logits(models, images: np.ndarray, tta_flip: bool = False, flip_below: float | None = None) -> np.ndarray:
     """Logits as the exported graph computes them: one model's, or the mean over an ensemble's
-    members; each optionally averaged with the mirrored image."""
+    members; averaged with the mirrored image's for every image (``tta_flip``) or for those whose
+    top-class probability (uncalibrated) is below ``flip_below``."""
     from training.architectures import logits_model
 
-    members = models if isinstance(models, (list, tuple)) else [models]
+    members = [logits_model(m) for m in (models if isinstance(models, (list, tuple)) else [models])]
     inputs = data.to_model_inputs(images)
-    views = [inputs, inputs[:, :, ::-1]] if tta_flip else [inputs]
-    return np.mean(
-        [logits_model(m).predict(view, batch_size=1024, verbose=0) for m in members for view in views], axis=0
-    )
+
+    def mean_logits(view: np.ndarray) -> np.ndarray:
+        return np.mean([m.predict(view, batch_size=1024, verbose=0) for m in members], axis=0)
+
+    logits = mean_logits(inputs)
+    if tta_flip:
+        return (logits + mean_logits(inputs[:, :, ::-1])) / 2
+    if flip_below is not None:
+        unsure = softmax(logits).max(axis=1) < flip_below
+        if unsure.any():
+            logits[unsure] = (logits[unsure] + mean_logits(inputs[unsure][:, :, ::-1])) / 2
+    return logits
 
 
 # Settings that do not change what a network learns: a run and its held-out twin may differ in them.
@@ -252,7 +261,7 @@ def _member_configs(run_dirs: list[Path]) -> list[dict]:
 
 def calibrate_run(
     run_dir: Path, out_dir: Path | None = None, tta_flip: bool = False, ensemble_with: list[Path] = (),
-    held_out_twin: Path | None = None,
+    held_out_twin: Path | None = None, flip_below: float | None = None,
 ) -> dict:
     """Calibrate a finished run (with ``ensemble_with``: the ensemble of it and those runs, logits
     averaged); writes run_dir/calibration.json (export reads it) and the figures.
@@ -260,10 +269,13 @@ def calibrate_run(
     Runs trained on all 60,000 images (``full_train``) have no clean validation split; they take the
     temperature and review threshold of ``held_out_twin``, a calibrated run (ensemble) of the same
     recipes trained on the 50,000 only, and are measured on test."""
+    from training.export import check_flip_below
+
+    check_flip_below(flip_below, tta_flip)
     run_dirs = [Path(run_dir), *map(Path, ensemble_with)]
     configs = _member_configs(run_dirs)
     if held_out_twin is not None:
-        return _calibrate_from_twin(run_dirs, configs, Path(held_out_twin), out_dir, tta_flip)
+        return _calibrate_from_twin(run_dirs, configs, Path(held_out_twin), out_dir, tta_flip, flip_below)
     from training.train import load_best
 
     split_seeds = {c.get("split_seed", data.DEFAULT_SPLIT_SEED) for c in configs}
@@ -272,10 +284,11 @@ def calibrate_run(
         raise ValueError("ensemble members must share one validation split and none may train on it")
     split = data.split_train_validation(data.load_fashion_mnist(), seed=split_seeds.pop())
     models = [load_best(member) for member in run_dirs]
-    val_logits = model_logits(models, split.x_val, tta_flip)
-    test_logits = model_logits(models, split.x_test, tta_flip)
+    val_logits = model_logits(models, split.x_val, tta_flip, flip_below)
+    test_logits = model_logits(models, split.x_test, tta_flip, flip_below)
     result = calibrate_logits(val_logits, split.y_val, test_logits, split.y_test, out_dir or run_dirs[0])
     result["tta_flip"] = tta_flip
+    result["flip_below"] = flip_below
     result["ensemble_with"] = [str(member) for member in run_dirs[1:]]
     result["validation_accuracy"] = float(np.mean(val_logits.argmax(axis=1) == split.y_val))
     result["test_accuracy"] = float(np.mean(test_logits.argmax(axis=1) == split.y_test))
@@ -284,7 +297,7 @@ def calibrate_run(
 
 
 def _calibrate_from_twin(run_dirs: list[Path], configs: list[dict], twin_dir: Path, out_dir: Path | None,
-                         tta_flip: bool) -> dict:
+                         tta_flip: bool, flip_below: float | None) -> dict:
     from training.train import load_best
 
     if not all(c.get("full_train") for c in configs):
@@ -296,13 +309,17 @@ def _calibrate_from_twin(run_dirs: list[Path], configs: list[dict], twin_dir: Pa
     twin = json.loads(twin_file.read_text())
     twin_dirs = [twin_dir, *map(Path, twin.get("ensemble_with", []))]
     twin_configs = _member_configs(twin_dirs)
-    if [_recipe(c) for c in configs] != [_recipe(c) for c in twin_configs] or bool(twin.get("tta_flip")) != tta_flip:
+    if [_recipe(c) for c in configs] != [_recipe(c) for c in twin_configs]:
         raise ValueError(f"the held-out twin ({', '.join(map(str, twin_dirs))}) must be the same recipes, member for "
-                         "member in the same order, with the same flip averaging")
+                         "member in the same order")
+    twin_flip = (bool(twin.get("tta_flip")), twin.get("flip_below"))
+    if twin_flip != (tta_flip, flip_below):
+        raise ValueError(f"the held-out twin was calibrated with tta_flip={twin_flip[0]}, flip_below={twin_flip[1]}; "
+                         "calibrate this run the same way")
     if any(c.get("full_train") for c in twin_configs):
         raise ValueError(f"the held-out twin {twin_dir} itself trained on the validation split")
     dataset = data.load_fashion_mnist()
-    test_logits = model_logits([load_best(member) for member in run_dirs], dataset.x_test, tta_flip)
+    test_logits = model_logits([load_best(member) for member in run_dirs], dataset.x_test, tta_flip, flip_below)
     temperature, threshold = twin["temperature"], twin["review_threshold"]
     test_before, test_after = softmax(test_logits), softmax(test_logits, temperature)
     test_sorting = sorting_figures(test_after, dataset.y_test, threshold)
@@ -316,6 +333,7 @@ def _calibrate_from_twin(run_dirs: list[Path], configs: list[dict], twin_dir: Pa
         "season_of_class": SEASON_OF_CLASS,
         "sorting_test": test_sorting,
         "tta_flip": tta_flip,
+        "flip_below": flip_below,
         "ensemble_with": [str(member) for member in run_dirs[1:]],
         # Its own validation figures would be measured on images it trained on: there are none.
         "validation_accuracy": None,

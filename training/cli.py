@@ -153,7 +153,7 @@ def _export_run(run_dir: Path, model_root: Path, version: int | None, temperatur
         "dataset_source": dataset.source,
         "dataset_sha256": dataset.sha256,
         # calibrate measured what is served (flip averaging, every member): its accuracies replace run.json's
-        **{k: v for k, v in calibration.items() if k not in ("temperature", "ensemble_with")},
+        **{k: v for k, v in calibration.items() if k not in ("temperature", "ensemble_with", "flip_below")},
         **(extra or {}),
     }
     if temperature is None:
@@ -164,6 +164,7 @@ def _export_run(run_dir: Path, model_root: Path, version: int | None, temperatur
         evaluate_on["validation"] = (split.x_val, split.y_val)
     return export.export(load_best(run_dir), model_root, metadata, version=version, temperature=temperature,
                          tta_flip=bool(calibration.get("tta_flip", False)), evaluate_on=evaluate_on,
+                         flip_below=calibration.get("flip_below"),
                          ensemble_with=[load_best(p) for p in member_dirs])
 
 
@@ -177,7 +178,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     result = calibrate_run(Path(args.run), Path(args.out) if args.out else None, tta_flip=args.tta_flip,
                            ensemble_with=[Path(p) for p in args.ensemble_with],
-                           held_out_twin=Path(args.held_out_twin) if args.held_out_twin else None)
+                           held_out_twin=Path(args.held_out_twin) if args.held_out_twin else None,
+                           flip_below=args.flip_below)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -258,6 +260,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="directory for the calibration figures (default: the run)")
     p.add_argument("--tta-flip", action="store_true",
                    help="serve the average of the image and its mirror (export follows calibration.json)")
+    p.add_argument("--flip-below", type=float, default=None, metavar="P",
+                   help="average in the mirror image only where the top-class probability (uncalibrated) is "
+                        "below P: most of --tta-flip's gain at a fraction of its cost")
     p.add_argument("--ensemble-with", nargs="+", default=[], metavar="RUN",
                    help="serve the mean logits of --run and these runs (same validation split)")
     p.add_argument("--held-out-twin", default=None, metavar="RUN",

@@ -125,6 +125,7 @@ def add_served_model(metadata: dict, reports_dir: Path) -> dict:
     members = metadata.get("ensemble_members") or [{"training": metadata["training"]}]
     how = [f"{len(members)} networks averaged"] if len(members) > 1 else []
     how += ["flip averaging"] if metadata.get("tta_flip") else []
+    how += [f"flip averaging below p = {metadata['flip_below']:g}"] if metadata.get("flip_below") is not None else []
     how += ["trained on all 60,000, calibrated by its held-out twin"] if metadata.get("calibrated_by") else []
     row = {
         "arch": f"fashion-cnn v{metadata['version']}",

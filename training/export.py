@@ -39,6 +39,13 @@ INPUT_SPEC = {
 }
 
 
+def check_flip_below(flip_below: float | None, tta_flip: bool) -> None:
+    if flip_below is not None and not 0 < flip_below <= 1:
+        raise ValueError(f"flip_below must be in (0, 1] (got {flip_below})")
+    if flip_below is not None and tta_flip:
+        raise ValueError("flip_below mirrors only unsure images; tta_flip already mirrors every image")
+
+
 def versions(model_root: Path) -> list[int]:
     root = Path(model_root)
     if not root.is_dir():
@@ -61,7 +68,8 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def _write_savedmodel(keras_models: list, path: Path, temperature: float, tta_flip: bool = False) -> None:
+def _write_savedmodel(keras_models: list, path: Path, temperature: float, tta_flip: bool = False,
+                      flip_below: float | None = None) -> None:
     import keras
     import tensorflow as tf
 
@@ -76,11 +84,27 @@ def _write_savedmodel(keras_models: list, path: Path, temperature: float, tta_fl
     def make_serve(members):
         def serve(images):
             scaled = tf.cast(images, tf.float32) / 255.0
-            # garments are left-right symmetric: tta_flip also averages over the mirrored view
-            views = [scaled, tf.reverse(scaled, axis=[2])] if tta_flip else [scaled]
-            logits = tf.add_n(
-                [tf.cast(member(view, training=False), tf.float32) for member in members for view in views]
-            ) / float(len(members) * len(views))
+
+            def mean_logits(view):
+                return tf.add_n([tf.cast(member(view, training=False), tf.float32) for member in members]) / float(
+                    len(members)
+                )
+
+            logits = mean_logits(scaled)
+            # garments are left-right symmetric: tta_flip also averages over the mirrored view; flip_below
+            # does so only for the images the first view leaves unsure, where the second view helps
+            if tta_flip:
+                logits = (logits + mean_logits(tf.reverse(scaled, axis=[2]))) / 2.0
+            elif flip_below is not None:
+                unsure = tf.where(tf.reduce_max(tf.nn.softmax(logits), axis=1) < flip_below)
+                first = logits
+
+                def with_mirror():
+                    mirrored = mean_logits(tf.reverse(tf.gather_nd(scaled, unsure), axis=[2]))
+                    return tf.tensor_scatter_nd_update(first, unsure, (tf.gather_nd(first, unsure) + mirrored) / 2.0)
+
+                # oneDNN's convolutions reject an empty batch: no second pass when every image is sure
+                logits = tf.cond(tf.shape(unsure)[0] > 0, with_mirror, lambda: first)
             return {"probabilities": tf.nn.softmax(logits * inverse_temperature), "logits": logits}
 
         return serve
@@ -130,6 +154,7 @@ def export(
     tta_flip: bool = False,
     evaluate_on: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ensemble_with: list = (),
+    flip_below: float | None = None,
 ) -> Path:
     """Export atomically to model_root/<version>/ and return that directory.
 
@@ -141,6 +166,7 @@ def export(
     what is served."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 (got {temperature})")
+    check_flip_below(flip_below, tta_flip)
     model_root = Path(model_root)
     model_root.mkdir(parents=True, exist_ok=True)
     version = version if version is not None else next_version(model_root)
@@ -151,7 +177,7 @@ def export(
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_root))
     try:
         members = [keras_model, *ensemble_with]
-        _write_savedmodel(members, staging, temperature, tta_flip)
+        _write_savedmodel(members, staging, temperature, tta_flip, flip_below)
         measured = measure_signatures(staging, evaluate_on, metadata.get("review_threshold")) if evaluate_on else {}
         full_metadata = {
             "name": MODEL_NAME,
@@ -166,6 +192,7 @@ def export(
             "signatures": SIGNATURES,
             "temperature": float(temperature),
             "tta_flip": tta_flip,
+            "flip_below": flip_below,
             "git_commit": git_commit(),
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             **measured,

@@ -79,8 +79,9 @@ def _train_and_calibrate_commands(members: list[dict], calibrate_options: str) -
     return lines
 
 
-def _reproduce_text(members: list[dict], figures_dir: Path, tta: bool, twin_runs: list[str] = ()) -> str:
-    flip = " --tta-flip" if tta else ""
+def _reproduce_text(members: list[dict], figures_dir: Path, tta: bool, twin_runs: list[str] = (),
+                    flip_below: float | None = None) -> str:
+    flip = " --tta-flip" if tta else (f" --flip-below {flip_below:g}" if flip_below is not None else "")
     lines = []
     if twin_runs:  # the same recipes without the validation split, calibrated there first
         twin = [{"run": run, "training": {**m["training"], "full_train": False}} for run, m in zip(twin_runs, members)]
@@ -134,15 +135,22 @@ def write_card(
     for name, season in SEASON_OF_CLASS.items():
         seasons.setdefault(season, []).append(name)
     widths = ", ".join(str(w) for w in architectures.FASHION_CNN_WIDTHS)
-    tta = bool(meta.get("tta_flip"))
+    tta, flip_below = bool(meta.get("tta_flip")), meta.get("flip_below")
     tta_text = (
         "\nServed with flip averaging: the logits of the image and of its mirror image are averaged inside\n"
         "the graph (garments are left-right symmetric), so every figure below includes it, at twice the\n"
         "compute of one pass." if tta else ""
     )
+    if flip_below is not None:
+        tta_text = (
+            "\nServed with flip averaging for unsure images: where the top-class probability (before temperature\n"
+            f"scaling) is below {flip_below:g}, the graph averages in the logits of the mirror image (garments are\n"
+            "left-right symmetric). Every figure below includes it; it costs a second pass for those images only,\n"
+            "twice the compute at worst (a batch of nothing but unsure images)."
+        )
     members = meta.get("ensemble_members", [])
     # run.json measured the train split through one network and one view: only then is it the served figure
-    train_text = "" if (members or tta) else f"; train split {_pct(meta['train_accuracy'])}"
+    train_text = "" if (members or tta or flip_below is not None) else f"; train split {_pct(meta['train_accuracy'])}"
     if twin:
         accuracy_text = (f"trained on validation too; its held-out twin `{', '.join(twin['runs'])}` scored "
                          f"{_pct(twin['validation_accuracy'])} on validation and {_pct(twin['test_accuracy'])} on test")
@@ -264,7 +272,7 @@ damage inspection, not for classes outside the ten.
 ## Reproduce
 ```bash
 {_reproduce_text(members or [{"run": meta.get("run", "runs/fashion-cnn"), "training": training}], figures_dir, tta,
-                 twin["runs"] if twin else ())}
+                 twin["runs"] if twin else (), flip_below)}
 ```
 """
     card_path.write_text(text)

@@ -65,6 +65,7 @@ def test_missing_models_are_reported_clearly(tmp_path):
         (lambda m: m.update(temperature=0), "temperature must be > 0"),
         (lambda m: m.update(temperature="warm"), "temperature must be a number"),
         (lambda m: m.update(review_threshold=2), r"review_threshold must be in \[0, 1\]"),
+        (lambda m: m.update(flip_below="unsure"), "flip_below must be a number"),
     ],
 )
 def test_metadata_is_checked(tmp_path, model_dir, change, message):

@@ -81,7 +81,7 @@ def test_temperature_is_baked_into_probabilities(smoke_run, tmp_path, fashion):
 def test_failed_export_leaves_nothing_behind(smoke_run, tmp_path, monkeypatch):
     root = tmp_path / "fashion-cnn"
 
-    def write_half_then_fail(model, path, temperature, tta_flip):
+    def write_half_then_fail(model, path, temperature, tta_flip, flip_below):
         (path / "saved_model.pb").write_bytes(b"half")
         raise OSError("disk full")
 
@@ -156,6 +156,39 @@ def test_flip_averaging_export_matches_calibration_logits(smoke_run, tmp_path, f
     assert np.abs(served["logits"] - model_logits(model, fashion.x_test[:64])).max() > 1e-3
 
 
+def test_flip_below_mirrors_only_the_unsure_images_in_the_graph_as_in_calibration(smoke_run, tmp_path, fashion):
+    from training.calibrate import model_logits, softmax
+
+    model = load_best(smoke_run.run_dir)
+    images = fashion.x_test[:256]
+    plain, always = model_logits(model, images), model_logits(model, images, tta_flip=True)
+    unsure = softmax(plain).max(axis=1) < 0.9
+    assert 0 < unsure.sum() < len(images)  # the smoke model is unsure of some images, sure of others
+    expected = model_logits(model, images, flip_below=0.9)
+    assert np.abs(expected[unsure] - always[unsure]).max() < 1e-4
+    assert np.array_equal(expected[~unsure], plain[~unsure])
+
+    version_dir = export.export(model, tmp_path / "m", {}, flip_below=0.9)
+    assert json.loads((version_dir / "metadata.json").read_text())["flip_below"] == 0.9
+    for precision, tolerance in (("float32", 1e-4), ("bfloat16", 0.5)):
+        served = export.predict_exported(version_dir, images, precision)["logits"]
+        assert np.abs(served - expected).max() < tolerance
+    for batch in (images[:1], images[unsure][:3], images[~unsure][:3]):  # all, some or none mirrored
+        served = export.predict_exported(version_dir, batch)["logits"]
+        assert np.abs(served - model_logits(model, batch, flip_below=0.9)).max() < 1e-4
+
+
+@pytest.mark.parametrize(("flip_below", "tta_flip", "message"), [
+    (0.0, False, r"flip_below must be in \(0, 1\] \(got 0.0\)"),
+    (1.5, False, r"flip_below must be in \(0, 1\] \(got 1.5\)"),
+    (0.8, True, "tta_flip already mirrors every image"),
+])
+def test_flip_below_is_checked_before_anything_is_written(smoke_run, tmp_path, flip_below, tta_flip, message):
+    with pytest.raises(ValueError, match=message):
+        export.export(load_best(smoke_run.run_dir), tmp_path / "m", {}, tta_flip=tta_flip, flip_below=flip_below)
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
 def test_ensemble_is_calibrated_and_exported_as_the_mean_of_its_members(smoke_run, tmp_path, fashion):
     import shutil
 
@@ -208,6 +241,8 @@ def test_full_train_run_serves_its_held_out_twins_calibration(smoke_run, tmp_pat
     twin_calibration = calibrate_run(twin)
     train(TrainConfig(**{**SMOKE, "full_train": True, "histograms": False}), full, verbose=0)
 
+    with pytest.raises(ValueError, match=r"^the held-out twin was calibrated with tta_flip=False, flip_below=None; "):
+        calibrate_run(full, held_out_twin=twin, flip_below=0.6)
     calibration = calibrate_run(full, tmp_path / "figures", held_out_twin=twin)
     temperature, threshold = twin_calibration["temperature"], twin_calibration["review_threshold"]
     assert calibration["temperature"] == temperature and calibration["review_threshold"] == threshold
