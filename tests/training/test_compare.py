@@ -43,3 +43,9 @@ def test_a_model_trained_on_all_60000_says_so_and_claims_no_validation_figure(tm
     assert row["study_name"] == "production, served (2 networks averaged, trained on all 60,000, calibrated by its held-out twin)"
     assert row["val_accuracy"] is None and row["train_accuracy"] is None
     assert "| n/a | n/a | 94.62 |" in (tmp_path / compare.COMPARISON_MD).read_text()
+
+
+def test_flip_averaging_of_unsure_images_names_its_threshold(tmp_path):
+    payload = compare.add_served_model(served_metadata(5, params=289_066, flip_below=0.6), tmp_path)
+    assert payload["rows"][0]["study_name"] == "production, served (flip averaging below p = 0.6)"
+    assert payload["rows"][0]["train_accuracy"] is None  # run.json measured one view, not what is served

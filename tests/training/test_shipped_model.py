@@ -35,10 +35,11 @@ def held_out(shipped):
     twin = meta.get("calibrated_by")
     if twin is None:
         return shipped
-    for version in export.versions(MODEL_ROOT):
+    for version in reversed(export.versions(MODEL_ROOT)):
         candidate = json.loads((MODEL_ROOT / str(version) / "metadata.json").read_text())
         runs = [m["run"] for m in candidate.get("ensemble_members", [])] or [candidate.get("run")]
-        if runs == twin["runs"]:
+        same_graph = (candidate.get("tta_flip"), candidate.get("flip_below")) == (meta.get("tta_flip"), meta.get("flip_below"))
+        if runs == twin["runs"] and same_graph and "calibrated_by" not in candidate:
             return MODEL_ROOT / str(version), candidate
     pytest.fail(f"the held-out twin {twin['runs']} is not among the shipped versions")
 
