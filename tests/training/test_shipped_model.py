@@ -44,10 +44,10 @@ def held_out(shipped):
     pytest.fail(f"the held-out twin {twin['runs']} is not among the shipped versions")
 
 
-# Issue 3's goal is 95.0 %; the shipped version 4 measures 94.41 % (float32; bfloat16 94.40 %, see
+# Issue 3's goal is 95.0 %; the shipped version 6 measures 94.76 % (float32 and bfloat16, see
 # models/fashion-cnn/README.md). This guards against regressions below what is shipped, and must
 # be raised with the next model.
-MIN_TEST_ACCURACY = 0.9441
+MIN_TEST_ACCURACY = 0.9476
 
 
 def test_shipped_model_keeps_its_test_accuracy(outputs, fashion):
