@@ -85,6 +85,12 @@ def read_metadata(version_dir: Path) -> dict[str, Any]:
         value = metadata.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ModelError(f"{path}: {key} must be a number, not {value!r}")
+    calibrated_by = metadata.get("calibrated_by")
+    if calibrated_by is not None and not (
+        isinstance(calibrated_by, dict) and isinstance(calibrated_by.get("runs"), list)
+        and all(isinstance(run, str) for run in calibrated_by["runs"])
+    ):
+        raise ModelError(f"{path}: calibrated_by must be an object whose runs lists the twin's run directories")
     if metadata.get("temperature") is not None and not metadata["temperature"] > 0:
         raise ModelError(f"{path}: temperature must be > 0")
     if metadata.get("review_threshold") is not None and not 0 <= metadata["review_threshold"] <= 1:
@@ -210,6 +216,7 @@ class TensorFlowModel:
             "flip_below": m.get("flip_below"),
             "classes": list(self.class_names),
             "accuracy": self.accuracy,
+            "calibrated_by": (m.get("calibrated_by") or {}).get("runs"),
             "temperature": self.temperature,
             "input": m.get("input"),
             "device": self.device,

@@ -135,7 +135,14 @@ class ModelInfo(BaseModel):
         "top-class probability is below this",
     )
     classes: list[str]
-    accuracy: dict[str, float | None]
+    accuracy: dict[str, float | None] = Field(
+        description="Measured accuracy by split; validation is null for a model trained on that split too"
+    )
+    calibrated_by: list[str] | None = Field(
+        default=None,
+        description="For a model trained on the validation split too: the training runs of its held-out "
+        "twin (same recipes without that split), which chose the temperature and review threshold it serves",
+    )
     temperature: float | None
     review_threshold: float
     review_threshold_source: str

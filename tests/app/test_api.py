@@ -208,6 +208,7 @@ def test_model_and_policy_endpoints(client, tf_model):
     assert info["ensemble_size"] == metadata.get("ensemble_size", 1)
     assert info["tta_flip"] == metadata.get("tta_flip", False)
     assert info["flip_below"] == metadata.get("flip_below")
+    assert info["calibrated_by"] == metadata.get("calibrated_by", {}).get("runs")
     assert info["device"].startswith(("CPU", "GPU"))
     assert info["batch_sizes"] == [1, 2, 4, 8, 16, 32, 64] and info["max_batch_size"] == 64
     policy = client.get("/v1/policy", params={"as_of": "2025-08-01"}).json()
