@@ -178,39 +178,44 @@ def reliability_plot(before: np.ndarray, after: np.ndarray, labels: np.ndarray, 
     return _save(fig, path)
 
 
+def _report_on_test(test_logits, test_labels, temperature: float, threshold: float,
+                    val_curve: tuple | None = None, out_dir: Path | None = None) -> dict:
+    """Test ECE and sorting figures at a temperature and threshold chosen elsewhere; with
+    ``out_dir``, the reliability and risk-coverage figures (plus the validation curve, if given)."""
+    test_before, test_after = softmax(test_logits), softmax(test_logits, temperature)
+    test_sorting = sorting_figures(test_after, test_labels, threshold)
+    if out_dir is not None:
+        curves, points = {}, {}
+        if val_curve is not None:
+            curves["validation"], points["validation"] = val_curve
+        curves["test"] = risk_coverage(test_after, test_labels)
+        points["test"] = (1 - test_sorting["review_share"], test_sorting["wrong_bin_rate"])
+        risk_coverage_plot(curves, points, Path(out_dir) / "risk_coverage.png")
+        reliability_plot(test_before, test_after, test_labels, Path(out_dir) / "reliability.png")
+    return {
+        "ece_test_before": expected_calibration_error(test_before, test_labels),
+        "ece_test_after": expected_calibration_error(test_after, test_labels),
+        "sorting_test": test_sorting,
+    }
+
+
 def calibrate_logits(val_logits, val_labels, test_logits, test_labels, out_dir: Path | None = None) -> dict:
     temperature = fit_temperature(val_logits, val_labels)
     val_probs = softmax(val_logits, temperature)
-    test_before, test_after = softmax(test_logits), softmax(test_logits, temperature)
     threshold = choose_review_threshold(val_probs, val_labels)
     val_sorting = sorting_figures(val_probs, val_labels, threshold)
-    test_sorting = sorting_figures(test_after, test_labels, threshold)
-    result = {
+    val_curve = (risk_coverage(val_probs, val_labels), (1 - val_sorting["review_share"], val_sorting["wrong_bin_rate"]))
+    return {
         "temperature": temperature,
         "ece_bins": ECE_BINS,
         "ece_validation_before": expected_calibration_error(softmax(val_logits), val_labels),
         "ece_validation_after": expected_calibration_error(val_probs, val_labels),
-        "ece_test_before": expected_calibration_error(test_before, test_labels),
-        "ece_test_after": expected_calibration_error(test_after, test_labels),
         "review_threshold": threshold,
         "max_wrong_bin_rate": MAX_WRONG_BIN_RATE,
         "season_of_class": SEASON_OF_CLASS,
         "sorting_validation": val_sorting,
-        "sorting_test": test_sorting,
+        **_report_on_test(test_logits, test_labels, temperature, threshold, val_curve, out_dir),
     }
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        val_curve, test_curve = risk_coverage(val_probs, val_labels), risk_coverage(test_after, test_labels)
-        risk_coverage_plot(
-            {"validation": val_curve, "test": test_curve},
-            {
-                "validation": (1 - val_sorting["review_share"], val_sorting["wrong_bin_rate"]),
-                "test": (1 - test_sorting["review_share"], test_sorting["wrong_bin_rate"]),
-            },
-            out_dir / "risk_coverage.png",
-        )
-        reliability_plot(test_before, test_after, test_labels, out_dir / "reliability.png")
-    return result
 
 
 def model_logits(models, images: np.ndarray, tta_flip: bool = False, flip_below: float | None = None) -> np.ndarray:
@@ -321,17 +326,13 @@ def _calibrate_from_twin(run_dirs: list[Path], configs: list[dict], twin_dir: Pa
     dataset = data.load_fashion_mnist()
     test_logits = model_logits([load_best(member) for member in run_dirs], dataset.x_test, tta_flip, flip_below)
     temperature, threshold = twin["temperature"], twin["review_threshold"]
-    test_before, test_after = softmax(test_logits), softmax(test_logits, temperature)
-    test_sorting = sorting_figures(test_after, dataset.y_test, threshold)
     result = {
         "temperature": temperature,
         "ece_bins": ECE_BINS,
-        "ece_test_before": expected_calibration_error(test_before, dataset.y_test),
-        "ece_test_after": expected_calibration_error(test_after, dataset.y_test),
         "review_threshold": threshold,
         "max_wrong_bin_rate": MAX_WRONG_BIN_RATE,
         "season_of_class": SEASON_OF_CLASS,
-        "sorting_test": test_sorting,
+        **_report_on_test(test_logits, dataset.y_test, temperature, threshold, out_dir=out_dir or run_dirs[0]),
         "tta_flip": tta_flip,
         "flip_below": flip_below,
         "ensemble_with": [str(member) for member in run_dirs[1:]],
@@ -344,12 +345,5 @@ def _calibrate_from_twin(run_dirs: list[Path], configs: list[dict], twin_dir: Pa
                                     "ece_validation_after", "sorting_validation")},
         },
     }
-    out_dir = Path(out_dir or run_dirs[0])
-    risk_coverage_plot(
-        {"test": risk_coverage(test_after, dataset.y_test)},
-        {"test": (1 - test_sorting["review_share"], test_sorting["wrong_bin_rate"])},
-        out_dir / "risk_coverage.png",
-    )
-    reliability_plot(test_before, test_after, dataset.y_test, out_dir / "reliability.png")
     (run_dirs[0] / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -85,7 +85,7 @@ def _reproduce_text(members: list[dict], figures_dir: Path, tta: bool, twin_runs
     lines = []
     if twin_runs:  # the same recipes without the validation split, calibrated there first
         twin = [{"run": run, "training": {**m["training"], "full_train": False}} for run, m in zip(twin_runs, members)]
-        lines += _train_and_calibrate_commands(twin, f"{flip}")
+        lines += _train_and_calibrate_commands(twin, flip)
         lines.append(f".venv/bin/garment-sorter export --run {twin_runs[0]}  # the twin ships too: its validation figures back the threshold")
         lines += _train_and_calibrate_commands(members, f" --out {figures_dir}{flip} --held-out-twin {twin_runs[0]}")
     else:
