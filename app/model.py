@@ -85,6 +85,10 @@ def read_metadata(version_dir: Path) -> dict[str, Any]:
         value = metadata.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ModelError(f"{path}: {key} must be a number, not {value!r}")
+    for key in ("ensemble_size", "unsure_members"):
+        value = metadata.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ModelError(f"{path}: {key} must be a count of networks, not {value!r}")
     calibrated_by = metadata.get("calibrated_by")
     if calibrated_by is not None and not (
         isinstance(calibrated_by, dict) and isinstance(calibrated_by.get("runs"), list)
@@ -212,6 +216,7 @@ class TensorFlowModel:
             "architecture": m.get("architecture"),
             "params": m.get("params"),
             "ensemble_size": int(m.get("ensemble_size", 1)),
+            "unsure_members": int(m.get("unsure_members", 0)),
             "tta_flip": bool(m.get("tta_flip", False)),
             "flip_below": m.get("flip_below"),
             "classes": list(self.class_names),
@@ -376,6 +381,7 @@ class NullModel:
             "architecture": "null (constant output, no inference)",
             "params": 0,
             "ensemble_size": 0,
+            "unsure_members": 0,
             "tta_flip": False,
             "flip_below": None,
             "classes": list(self.class_names),

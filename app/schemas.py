@@ -128,11 +128,16 @@ class ModelInfo(BaseModel):
     architecture: str | None
     params: int | None = Field(description="Parameters of every network the graph runs, summed")
     ensemble_size: int = Field(description="Networks whose logits the graph averages (1: a single network)")
+    unsure_members: int = Field(
+        default=0,
+        description="More networks that join that average only for the images below flip_below (a second look "
+        "at unsure items)",
+    )
     tta_flip: bool = Field(description="Whether the graph also averages each image with its mirror image")
     flip_below: float | None = Field(
         default=None,
         description="When set, the graph averages in the mirror image only for images whose uncalibrated "
-        "top-class probability is below this",
+        "top-class probability is below this (and there the unsure_members join the average)",
     )
     classes: list[str]
     accuracy: dict[str, float | None] = Field(

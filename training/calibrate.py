@@ -218,25 +218,34 @@ def calibrate_logits(val_logits, val_labels, test_logits, test_labels, out_dir: 
     }
 
 
-def model_logits(models, images: np.ndarray, tta_flip: bool = False, flip_below: float | None = None) -> np.ndarray:
+def model_logits(models, images: np.ndarray, tta_flip: bool = False, flip_below: float | None = None,
+                 unsure_models=()) -> np.ndarray:
     """Logits as the exported graph computes them: one model's, or the mean over an ensemble's
     members; averaged with the mirrored image's for every image (``tta_flip``) or for those whose
-    top-class probability (uncalibrated) is below ``flip_below``."""
+    top-class probability (uncalibrated) is below ``flip_below``. ``unsure_models`` join the mean,
+    on both views, for those unsure images only."""
     from training.architectures import logits_model
+    from training.export import check_flip_below
 
+    check_flip_below(flip_below, tta_flip, bool(unsure_models))
     members = [logits_model(m) for m in (models if isinstance(models, (list, tuple)) else [models])]
+    unsure_members = [logits_model(m) for m in unsure_models]
     inputs = data.to_model_inputs(images)
 
-    def mean_logits(view: np.ndarray) -> np.ndarray:
-        return np.mean([m.predict(view, batch_size=1024, verbose=0) for m in members], axis=0)
+    def logits_sum(networks, view: np.ndarray) -> np.ndarray:
+        return np.sum([m.predict(view, batch_size=1024, verbose=0) for m in networks], axis=0)
 
-    logits = mean_logits(inputs)
+    logits = logits_sum(members, inputs) / len(members)
     if tta_flip:
-        return (logits + mean_logits(inputs[:, :, ::-1])) / 2
+        return (logits + logits_sum(members, inputs[:, :, ::-1]) / len(members)) / 2
     if flip_below is not None:
         unsure = softmax(logits).max(axis=1) < flip_below
         if unsure.any():
-            logits[unsure] = (logits[unsure] + mean_logits(inputs[unsure][:, :, ::-1])) / 2
+            view, mirrored = inputs[unsure], inputs[unsure][:, :, ::-1]
+            total = logits[unsure] * len(members) + logits_sum(members, mirrored)
+            if unsure_members:
+                total += logits_sum(unsure_members, view) + logits_sum(unsure_members, mirrored)
+            logits[unsure] = total / (2 * (len(members) + len(unsure_members)))
     return logits
 
 
@@ -266,43 +275,45 @@ def _member_configs(run_dirs: list[Path]) -> list[dict]:
 
 def calibrate_run(
     run_dir: Path, out_dir: Path | None = None, tta_flip: bool = False, ensemble_with: list[Path] = (),
-    held_out_twin: Path | None = None, flip_below: float | None = None,
+    held_out_twin: Path | None = None, flip_below: float | None = None, unsure_with: list[Path] = (),
 ) -> dict:
     """Calibrate a finished run (with ``ensemble_with``: the ensemble of it and those runs, logits
-    averaged); writes run_dir/calibration.json (export reads it) and the figures.
+    averaged; ``unsure_with``: runs that join that mean only for the images the ensemble is unsure
+    of, below ``flip_below``); writes run_dir/calibration.json (export reads it) and the figures.
 
     Runs trained on all 60,000 images (``full_train``) have no clean validation split; they take the
     temperature and review threshold of ``held_out_twin``, a calibrated run (ensemble) of the same
     recipes trained on the 50,000 only, and are measured on test."""
     from training.export import check_flip_below
 
-    check_flip_below(flip_below, tta_flip)
-    run_dirs = [Path(run_dir), *map(Path, ensemble_with)]
-    configs = _member_configs(run_dirs)
+    check_flip_below(flip_below, tta_flip, bool(unsure_with))
+    run_dirs, unsure_dirs = [Path(run_dir), *map(Path, ensemble_with)], [Path(p) for p in unsure_with]
+    configs, unsure_configs = _member_configs(run_dirs), _member_configs(unsure_dirs)
+    graph = {"tta_flip": tta_flip, "flip_below": flip_below}
     if held_out_twin is not None:
-        return _calibrate_from_twin(run_dirs, configs, Path(held_out_twin), out_dir, tta_flip, flip_below)
+        return _calibrate_from_twin(run_dirs, unsure_dirs, configs + unsure_configs, Path(held_out_twin), out_dir, graph)
     from training.train import load_best
 
-    split_seeds = {c.get("split_seed", data.DEFAULT_SPLIT_SEED) for c in configs}
-    if len(split_seeds) > 1 or any(c.get("full_train") for c in configs):
+    split_seeds = {c.get("split_seed", data.DEFAULT_SPLIT_SEED) for c in configs + unsure_configs}
+    if len(split_seeds) > 1 or any(c.get("full_train") for c in configs + unsure_configs):
         # Calibrating on images a member trained on would make the ensemble look surer than it is.
         raise ValueError("ensemble members must share one validation split and none may train on it")
     split = data.split_train_validation(data.load_fashion_mnist(), seed=split_seeds.pop())
-    models = [load_best(member) for member in run_dirs]
-    val_logits = model_logits(models, split.x_val, tta_flip, flip_below)
-    test_logits = model_logits(models, split.x_test, tta_flip, flip_below)
+    models, unsure_models = [load_best(member) for member in run_dirs], [load_best(member) for member in unsure_dirs]
+    val_logits = model_logits(models, split.x_val, unsure_models=unsure_models, **graph)
+    test_logits = model_logits(models, split.x_test, unsure_models=unsure_models, **graph)
     result = calibrate_logits(val_logits, split.y_val, test_logits, split.y_test, out_dir or run_dirs[0])
-    result["tta_flip"] = tta_flip
-    result["flip_below"] = flip_below
+    result.update(graph)
     result["ensemble_with"] = [str(member) for member in run_dirs[1:]]
+    result["unsure_with"] = [str(member) for member in unsure_dirs]
     result["validation_accuracy"] = float(np.mean(val_logits.argmax(axis=1) == split.y_val))
     result["test_accuracy"] = float(np.mean(test_logits.argmax(axis=1) == split.y_test))
     (run_dirs[0] / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
-def _calibrate_from_twin(run_dirs: list[Path], configs: list[dict], twin_dir: Path, out_dir: Path | None,
-                         tta_flip: bool, flip_below: float | None) -> dict:
+def _calibrate_from_twin(run_dirs: list[Path], unsure_dirs: list[Path], configs: list[dict], twin_dir: Path,
+                         out_dir: Path | None, graph: dict) -> dict:
     from training.train import load_best
 
     if not all(c.get("full_train") for c in configs):
@@ -313,18 +324,21 @@ def _calibrate_from_twin(run_dirs: list[Path], configs: list[dict], twin_dir: Pa
         raise ValueError(f"{twin_dir} has no calibration.json; calibrate it first")
     twin = json.loads(twin_file.read_text())
     twin_dirs = [twin_dir, *map(Path, twin.get("ensemble_with", []))]
-    twin_configs = _member_configs(twin_dirs)
-    if [_recipe(c) for c in configs] != [_recipe(c) for c in twin_configs]:
-        raise ValueError(f"the held-out twin ({', '.join(map(str, twin_dirs))}) must be the same recipes, member for "
-                         "member in the same order")
-    twin_flip = (bool(twin.get("tta_flip")), twin.get("flip_below"))
-    if twin_flip != (tta_flip, flip_below):
-        raise ValueError(f"the held-out twin was calibrated with tta_flip={twin_flip[0]}, flip_below={twin_flip[1]}; "
-                         "calibrate this run the same way")
+    twin_unsure_dirs = [Path(p) for p in twin.get("unsure_with", [])]
+    twin_configs = _member_configs(twin_dirs + twin_unsure_dirs)
+    if ([_recipe(c) for c in configs] != [_recipe(c) for c in twin_configs]
+            or len(unsure_dirs) != len(twin_unsure_dirs)):
+        raise ValueError(f"the held-out twin ({', '.join(map(str, twin_dirs + twin_unsure_dirs))}) must be the same "
+                         "recipes, member for member in the same order and the same ones unsure-only")
+    twin_graph = {"tta_flip": bool(twin.get("tta_flip")), "flip_below": twin.get("flip_below")}
+    if twin_graph != graph:
+        raise ValueError(f"the held-out twin was calibrated with tta_flip={twin_graph['tta_flip']}, "
+                         f"flip_below={twin_graph['flip_below']}; calibrate this run the same way")
     if any(c.get("full_train") for c in twin_configs):
         raise ValueError(f"the held-out twin {twin_dir} itself trained on the validation split")
     dataset = data.load_fashion_mnist()
-    test_logits = model_logits([load_best(member) for member in run_dirs], dataset.x_test, tta_flip, flip_below)
+    test_logits = model_logits([load_best(member) for member in run_dirs], dataset.x_test,
+                               unsure_models=[load_best(member) for member in unsure_dirs], **graph)
     temperature, threshold = twin["temperature"], twin["review_threshold"]
     result = {
         "temperature": temperature,
@@ -333,14 +347,14 @@ def _calibrate_from_twin(run_dirs: list[Path], configs: list[dict], twin_dir: Pa
         "max_wrong_bin_rate": MAX_WRONG_BIN_RATE,
         "season_of_class": SEASON_OF_CLASS,
         **_report_on_test(test_logits, dataset.y_test, temperature, threshold, out_dir=out_dir or run_dirs[0]),
-        "tta_flip": tta_flip,
-        "flip_below": flip_below,
+        **graph,
         "ensemble_with": [str(member) for member in run_dirs[1:]],
+        "unsure_with": [str(member) for member in unsure_dirs],
         # Its own validation figures would be measured on images it trained on: there are none.
         "validation_accuracy": None,
         "test_accuracy": float(np.mean(test_logits.argmax(axis=1) == dataset.y_test)),
         "calibrated_by": {
-            "runs": [str(member) for member in twin_dirs],
+            "runs": [str(member) for member in twin_dirs + twin_unsure_dirs],
             **{k: twin[k] for k in ("validation_accuracy", "test_accuracy", "ece_validation_before",
                                     "ece_validation_after", "sorting_validation")},
         },

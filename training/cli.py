@@ -137,7 +137,8 @@ def _export_run(run_dir: Path, model_root: Path, version: int | None, temperatur
     calibration_file = run_dir / "calibration.json"
     calibration = json.loads(calibration_file.read_text()) if calibration_file.exists() else {}
     member_dirs = [Path(p) for p in calibration.get("ensemble_with", [])]
-    member_runs = [_finished_run(p) for p in member_dirs]
+    unsure_dirs = [Path(p) for p in calibration.get("unsure_with", [])]
+    member_runs = [_finished_run(p) for p in member_dirs + unsure_dirs]
     dataset = data.load_fashion_mnist()
     metadata = {
         "run": str(run_dir),
@@ -147,13 +148,13 @@ def _export_run(run_dir: Path, model_root: Path, version: int | None, temperatur
         "training": _member_training(run),
         **({"ensemble_members": [
             {"run": str(p), "validation_accuracy": _validation_accuracy(r), "test_accuracy": r["test_accuracy"],
-             "training": _member_training(r)}
-            for p, r in zip([run_dir, *member_dirs], [run, *member_runs])
-        ]} if member_dirs else {}),
+             "training": _member_training(r), **({"unsure_only": True} if p in unsure_dirs else {})}
+            for p, r in zip([run_dir, *member_dirs, *unsure_dirs], [run, *member_runs])
+        ]} if member_dirs or unsure_dirs else {}),
         "dataset_source": dataset.source,
         "dataset_sha256": dataset.sha256,
         # calibrate measured what is served (flip averaging, every member): its accuracies replace run.json's
-        **{k: v for k, v in calibration.items() if k not in ("temperature", "ensemble_with", "flip_below")},
+        **{k: v for k, v in calibration.items() if k not in ("temperature", "ensemble_with", "unsure_with", "flip_below")},
         **(extra or {}),
     }
     if temperature is None:
@@ -165,7 +166,8 @@ def _export_run(run_dir: Path, model_root: Path, version: int | None, temperatur
     return export.export(load_best(run_dir), model_root, metadata, version=version, temperature=temperature,
                          tta_flip=bool(calibration.get("tta_flip", False)), evaluate_on=evaluate_on,
                          flip_below=calibration.get("flip_below"),
-                         ensemble_with=[load_best(p) for p in member_dirs])
+                         ensemble_with=[load_best(p) for p in member_dirs],
+                         unsure_with=[load_best(p) for p in unsure_dirs])
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -179,7 +181,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     result = calibrate_run(Path(args.run), Path(args.out) if args.out else None, tta_flip=args.tta_flip,
                            ensemble_with=[Path(p) for p in args.ensemble_with],
                            held_out_twin=Path(args.held_out_twin) if args.held_out_twin else None,
-                           flip_below=args.flip_below)
+                           flip_below=args.flip_below, unsure_with=[Path(p) for p in args.unsure_with])
     print(json.dumps(result, indent=2))
     return 0
 
@@ -265,9 +267,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "below P: most of --tta-flip's gain at a fraction of its cost")
     p.add_argument("--ensemble-with", nargs="+", default=[], metavar="RUN",
                    help="serve the mean logits of --run and these runs (same validation split)")
+    p.add_argument("--unsure-with", nargs="+", default=[], metavar="RUN",
+                   help="with --flip-below: these runs join the mean, on both views, for the images below P only "
+                        "(a second look that costs little, since few images are unsure)")
     p.add_argument("--held-out-twin", default=None, metavar="RUN",
                    help="for --full-train runs: take the temperature and review threshold of this calibrated "
-                        "run (with its --ensemble-with), the same recipes trained without the validation split")
+                        "run (with its --ensemble-with and --unsure-with), the same recipes trained without the validation split")
     p.set_defaults(func=cmd_calibrate)
 
 

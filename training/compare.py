@@ -123,9 +123,11 @@ def add_served_model(metadata: dict, reports_dir: Path) -> dict:
     """Add or replace the row of the exported model the service loads: what it serves (flip
     averaging, every ensemble member) can differ from any one training run's row."""
     members = metadata.get("ensemble_members") or [{"training": metadata["training"]}]
-    how = [f"{len(members)} networks averaged"] if len(members) > 1 else []
+    unsure = sum(1 for m in members if m.get("unsure_only"))
+    how = [f"{len(members) - unsure} networks averaged"] if len(members) - unsure > 1 else []
     how += ["flip averaging"] if metadata.get("tta_flip") else []
     how += [f"flip averaging below p = {metadata['flip_below']:g}"] if metadata.get("flip_below") is not None else []
+    how += [f"{unsure} more network{'s' if unsure > 1 else ''} there"] if unsure else []
     how += ["trained on all 60,000, calibrated by its held-out twin"] if metadata.get("calibrated_by") else []
     row = {
         "arch": f"fashion-cnn v{metadata['version']}",

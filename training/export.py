@@ -39,7 +39,9 @@ INPUT_SPEC = {
 }
 
 
-def check_flip_below(flip_below: float | None, tta_flip: bool) -> None:
+def check_flip_below(flip_below: float | None, tta_flip: bool, unsure_members: bool = False) -> None:
+    if unsure_members and flip_below is None:
+        raise ValueError("unsure-only members need flip_below: it decides which images they see")
     if flip_below is not None and not 0 < flip_below <= 1:
         raise ValueError(f"flip_below must be in (0, 1] (got {flip_below})")
     if flip_below is not None and tta_flip:
@@ -69,7 +71,7 @@ def git_commit(cwd: Path | None = None) -> str | None:
 
 
 def _write_savedmodel(keras_models: list, path: Path, temperature: float, tta_flip: bool = False,
-                      flip_below: float | None = None) -> None:
+                      flip_below: float | None = None, unsure_models: list = ()) -> None:
     import keras
     import tensorflow as tf
 
@@ -77,45 +79,52 @@ def _write_savedmodel(keras_models: list, path: Path, temperature: float, tta_fl
     from training.fold import fold_batch_norm
     from training.precision import with_precision
 
-    folded = [logits_model(fold_batch_norm(m)) for m in keras_models]
+    def folded(models):
+        return [logits_model(fold_batch_norm(m)) for m in models]
+
+    folded_members, folded_unsure = folded(keras_models), folded(unsure_models)
     archive = keras.export.ExportArchive()
     inverse_temperature = tf.constant(1.0 / temperature, tf.float32)
 
-    def make_serve(members):
+    def make_serve(members, unsure_members):
+        def logits_sum(networks, view):
+            return tf.add_n([tf.cast(network(view, training=False), tf.float32) for network in networks])
+
         def serve(images):
             scaled = tf.cast(images, tf.float32) / 255.0
-
-            def mean_logits(view):
-                return tf.add_n([tf.cast(member(view, training=False), tf.float32) for member in members]) / float(
-                    len(members)
-                )
-
-            logits = mean_logits(scaled)
+            logits = logits_sum(members, scaled) / float(len(members))
             # garments are left-right symmetric: tta_flip also averages over the mirrored view; flip_below
-            # does so only for the images the first view leaves unsure, where the second view helps
+            # does so only for the images the first view leaves unsure, where the second view helps, and
+            # there the unsure-only members join the mean on both views
             if tta_flip:
-                logits = (logits + mean_logits(tf.reverse(scaled, axis=[2]))) / 2.0
+                logits = (logits + logits_sum(members, tf.reverse(scaled, axis=[2])) / float(len(members))) / 2.0
             elif flip_below is not None:
                 unsure = tf.where(tf.reduce_max(tf.nn.softmax(logits), axis=1) < flip_below)
                 first = logits
 
-                def with_mirror():
-                    mirrored = mean_logits(tf.reverse(tf.gather_nd(scaled, unsure), axis=[2]))
-                    return tf.tensor_scatter_nd_update(first, unsure, (tf.gather_nd(first, unsure) + mirrored) / 2.0)
+                def second_look():
+                    view = tf.gather_nd(scaled, unsure)
+                    mirrored = tf.reverse(view, axis=[2])
+                    total = tf.gather_nd(first, unsure) * float(len(members)) + logits_sum(members, mirrored)
+                    if unsure_members:
+                        total += logits_sum(unsure_members, view) + logits_sum(unsure_members, mirrored)
+                    mean = total / float(2 * (len(members) + len(unsure_members)))
+                    return tf.tensor_scatter_nd_update(first, unsure, mean)
 
                 # oneDNN's convolutions reject an empty batch: no second pass when every image is sure
-                logits = tf.cond(tf.shape(unsure)[0] > 0, with_mirror, lambda: first)
+                logits = tf.cond(tf.shape(unsure)[0] > 0, second_look, lambda: first)
             return {"probabilities": tf.nn.softmax(logits * inverse_temperature), "logits": logits}
 
         return serve
 
     for precision, signature in SIGNATURES.items():
-        members = [with_precision(m, precision) for m in folded]
-        for member in members:
+        members = [with_precision(m, precision) for m in folded_members]
+        unsure_members = [with_precision(m, precision) for m in folded_unsure]
+        for member in members + unsure_members:
             archive.track(member)
         archive.add_endpoint(
             name=signature,
-            fn=make_serve(members),
+            fn=make_serve(members, unsure_members),
             input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.uint8, name=INPUT_NAME)],
         )
     archive.write_out(str(path), verbose=False)
@@ -155,18 +164,21 @@ def export(
     evaluate_on: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ensemble_with: list = (),
     flip_below: float | None = None,
+    unsure_with: list = (),
 ) -> Path:
     """Export atomically to model_root/<version>/ and return that directory.
 
     ``ensemble_with`` (more Keras models of the same input and classes) makes the graph serve the
-    mean of all members' logits; ``params`` then counts every member.
+    mean of all members' logits; ``params`` then counts every member. ``unsure_with`` (more such
+    models) join that mean, on both views, only for the images whose top-class probability is below
+    ``flip_below``: a second look where the first members disagree or doubt.
 
     ``evaluate_on`` (split name -> images, labels) measures every signature of the written graph
     and records ``accuracy_by_precision`` (and ``sorting_by_precision``), so the figures describe
     what is served."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 (got {temperature})")
-    check_flip_below(flip_below, tta_flip)
+    check_flip_below(flip_below, tta_flip, bool(unsure_with))
     model_root = Path(model_root)
     model_root.mkdir(parents=True, exist_ok=True)
     version = version if version is not None else next_version(model_root)
@@ -177,14 +189,15 @@ def export(
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_root))
     try:
         members = [keras_model, *ensemble_with]
-        _write_savedmodel(members, staging, temperature, tta_flip, flip_below)
+        _write_savedmodel(members, staging, temperature, tta_flip, flip_below, list(unsure_with))
         measured = measure_signatures(staging, evaluate_on, metadata.get("review_threshold")) if evaluate_on else {}
         full_metadata = {
             "name": MODEL_NAME,
             "version": version,
             "architecture": keras_model.name.replace("_", "-"),
-            "params": sum(int(m.count_params()) for m in members),
+            "params": sum(int(m.count_params()) for m in [*members, *unsure_with]),
             "ensemble_size": len(members),
+            "unsure_members": len(unsure_with),
             "class_names": list(CLASS_NAMES),
             "input": INPUT_SPEC,
             "outputs": {"probabilities": "float32 [None, 10]", "logits": "float32 [None, 10]"},

@@ -49,7 +49,8 @@ def _recipe_text(members: list[dict]) -> str:
         zoom = f", random rescale by up to {100 * t['zoom']:g} %" if t.get("zoom") else ""
         alone = ("trained on all 60,000" if member["validation_accuracy"] is None
                  else f"validation {_pct(member['validation_accuracy'])} alone")
-        head = f"Member {index} (`{member['run']}`, {alone}): " if len(members) > 1 else ""
+        role = "unsure images only, " if member.get("unsure_only") else ""
+        head = f"Member {index} (`{member['run']}`, {role}{alone}): " if len(members) > 1 else ""
         checkpoint = "training" if t.get("full_train") else "validation"
         paragraphs.append(
             f"{head}{t['epochs']} epochs (best {checkpoint} loss at epoch {t['best_epoch']}), batch {t['batch_size']},\n"
@@ -73,9 +74,10 @@ def _train_and_calibrate_commands(members: list[dict], calibrate_options: str) -
             f"    --label-smoothing {t['label_smoothing']:g} --lr-schedule {t['lr_schedule']} --warmup-epochs {t['warmup_epochs']} \\\n"
             f"    --patience {t['patience']} --seed {t['seed']}{full} --out {member['run']}"
         )
-    others = " ".join(m["run"] for m in members[1:])
+    others = " ".join(m["run"] for m in members[1:] if not m.get("unsure_only"))
+    unsure = " ".join(m["run"] for m in members if m.get("unsure_only"))
     lines.append(f".venv/bin/garment-sorter calibrate --run {members[0]['run']}{calibrate_options}"
-                 + (f" --ensemble-with {others}" if others else ""))
+                 + (f" --ensemble-with {others}" if others else "") + (f" --unsure-with {unsure}" if unsure else ""))
     return lines
 
 
@@ -84,7 +86,7 @@ def _reproduce_text(members: list[dict], figures_dir: Path, tta: bool, twin_runs
     flip = " --tta-flip" if tta else (f" --flip-below {flip_below:g}" if flip_below is not None else "")
     lines = []
     if twin_runs:  # the same recipes without the validation split, calibrated there first
-        twin = [{"run": run, "training": {**m["training"], "full_train": False}} for run, m in zip(twin_runs, members)]
+        twin = [{**m, "run": run, "training": {**m["training"], "full_train": False}} for run, m in zip(twin_runs, members)]
         lines += _train_and_calibrate_commands(twin, flip)
         lines.append(f".venv/bin/garment-sorter export --run {twin_runs[0]}  # the twin ships too: its validation figures back the threshold")
         lines += _train_and_calibrate_commands(members, f" --out {figures_dir}{flip} --held-out-twin {twin_runs[0]}")
@@ -168,11 +170,18 @@ def write_card(
                       "clean for calibration and the review threshold).")
         temperature_text = "Temperature fitted on validation by minimising NLL"
     if members:
+        unsure = sum(1 for m in members if m.get("unsure_only"))
         tta_text += (
             f"\nServed as an ensemble of {len(members)} independently trained networks of this architecture\n"
             f"({meta['params'] // len(members):,} parameters each, {meta['params']:,} in all): the graph averages\n"
             "their logits, so every figure below is the ensemble's."
         )
+        if unsure:
+            tta_text += (
+                f" The last {unsure} (marked \"unsure images only\" below) run only where the\n"
+                f"first {len(members) - unsure} are unsure (the same p < {flip_below:g} as the mirror view), on both views: a second look\n"
+                "where it changes answers, at little cost, since few images are unsure."
+            )
 
     text = f"""# fashion-cnn (version {meta['version']})
 

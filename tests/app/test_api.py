@@ -206,6 +206,7 @@ def test_model_and_policy_endpoints(client, tf_model):
     assert info["input"] == metadata["input"]
     assert info["params"] == metadata["params"]
     assert info["ensemble_size"] == metadata.get("ensemble_size", 1)
+    assert info["unsure_members"] == metadata.get("unsure_members", 0)
     assert info["tta_flip"] == metadata.get("tta_flip", False)
     assert info["flip_below"] == metadata.get("flip_below")
     assert info["calibrated_by"] == metadata.get("calibrated_by", {}).get("runs")

@@ -66,6 +66,8 @@ def test_missing_models_are_reported_clearly(tmp_path):
         (lambda m: m.update(temperature="warm"), "temperature must be a number"),
         (lambda m: m.update(review_threshold=2), r"review_threshold must be in \[0, 1\]"),
         (lambda m: m.update(flip_below="unsure"), "flip_below must be a number"),
+        (lambda m: m.update(ensemble_size=1.5), "ensemble_size must be a count of networks, not 1.5"),
+        (lambda m: m.update(unsure_members=-1), "unsure_members must be a count of networks, not -1"),
         (lambda m: m.update(calibrated_by=["runs/a"]), "calibrated_by must be an object whose runs lists"),
         (lambda m: m.update(calibrated_by={"runs": [1]}), "calibrated_by must be an object whose runs lists"),
     ],

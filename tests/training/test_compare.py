@@ -49,3 +49,12 @@ def test_flip_averaging_of_unsure_images_names_its_threshold(tmp_path):
     payload = compare.add_served_model(served_metadata(5, params=289_066, flip_below=0.6), tmp_path)
     assert payload["rows"][0]["study_name"] == "production, served (flip averaging below p = 0.6)"
     assert payload["rows"][0]["train_accuracy"] is None  # run.json measured one view, not what is served
+
+
+def test_unsure_only_members_are_counted_apart_from_the_averaged_ones(tmp_path):
+    members = [{"run": "runs/a", "training": TRAINING}, {"run": "runs/b", "training": TRAINING},
+               {"run": "runs/c", "training": TRAINING, "unsure_only": True}]
+    payload = compare.add_served_model(served_metadata(7, ensemble_members=members, flip_below=0.6), tmp_path)
+    assert payload["rows"][0]["study_name"] == (
+        "production, served (2 networks averaged, flip averaging below p = 0.6, 1 more network there)")
+    assert payload["rows"][0]["wall_time_s"] == 3 * 1800.0

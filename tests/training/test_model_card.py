@@ -71,3 +71,17 @@ def test_held_out_card_keeps_its_own_validation_figures(cards):
     assert [line for line in lines if line.startswith(".venv/bin/garment-sorter calibrate")] == [
         f".venv/bin/garment-sorter calibrate --run {twin} --out {root / 'twin-figures'}"
     ]
+
+
+def test_reproduce_calibrates_unsure_only_members_apart_for_the_twin_and_the_full_model():
+    training = {"epochs": 45, "batch_size": 128, "optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05,
+                "label_smoothing": 0.1, "lr_schedule": "cosine", "warmup_epochs": 2, "patience": 50, "seed": 1,
+                "full_train": True}
+    members = [{"run": "runs/a-full", "training": training}, {"run": "runs/b-full", "training": training},
+               {"run": "runs/c-full", "training": training, "unsure_only": True}]
+    text = model_card._reproduce_text(members, "reports/x", False, ["runs/a", "runs/b", "runs/c"], 0.6)
+    assert [line for line in text.splitlines() if line.startswith(".venv/bin/garment-sorter calibrate")] == [
+        ".venv/bin/garment-sorter calibrate --run runs/a --flip-below 0.6 --ensemble-with runs/b --unsure-with runs/c",
+        (".venv/bin/garment-sorter calibrate --run runs/a-full --out reports/x --flip-below 0.6 --held-out-twin runs/a"
+         " --ensemble-with runs/b-full --unsure-with runs/c-full"),
+    ]

@@ -38,7 +38,8 @@ def held_out(shipped):
     for version in reversed(export.versions(MODEL_ROOT)):
         candidate = json.loads((MODEL_ROOT / str(version) / "metadata.json").read_text())
         runs = [m["run"] for m in candidate.get("ensemble_members", [])] or [candidate.get("run")]
-        same_graph = (candidate.get("tta_flip"), candidate.get("flip_below")) == (meta.get("tta_flip"), meta.get("flip_below"))
+        graph = ("tta_flip", "flip_below", "ensemble_size", "unsure_members")
+        same_graph = [candidate.get(k) for k in graph] == [meta.get(k) for k in graph]
         if runs == twin["runs"] and same_graph and "calibrated_by" not in candidate:
             return MODEL_ROOT / str(version), candidate
     pytest.fail(f"the held-out twin {twin['runs']} is not among the shipped versions")

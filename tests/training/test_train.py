@@ -81,7 +81,7 @@ def test_temperature_is_baked_into_probabilities(smoke_run, tmp_path, fashion):
 def test_failed_export_leaves_nothing_behind(smoke_run, tmp_path, monkeypatch):
     root = tmp_path / "fashion-cnn"
 
-    def write_half_then_fail(model, path, temperature, tta_flip, flip_below):
+    def write_half_then_fail(model, path, temperature, tta_flip, flip_below, unsure_models):
         (path / "saved_model.pb").write_bytes(b"half")
         raise OSError("disk full")
 
@@ -178,14 +178,46 @@ def test_flip_below_mirrors_only_the_unsure_images_in_the_graph_as_in_calibratio
         assert np.abs(served - model_logits(model, batch, flip_below=0.9)).max() < 1e-4
 
 
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "other"
+    return train(TrainConfig(**{**SMOKE, "seed": 4, "epochs": 1, "histograms": False}), out, verbose=0)
+
+
+def test_unsure_members_join_the_mean_for_the_unsure_images_only(smoke_run, other_run, tmp_path, fashion):
+    from training.calibrate import model_logits, softmax
+
+    model, second = load_best(smoke_run.run_dir), load_best(other_run.run_dir)
+    images = fashion.x_test[:256]
+    plain = model_logits(model, images)
+    unsure = softmax(plain).max(axis=1) < 0.9
+    assert 0 < unsure.sum() < len(images)
+    expected = model_logits(model, images, flip_below=0.9, unsure_models=[second])
+    both_views = model_logits([model, second], images, tta_flip=True)  # both networks, both views
+    assert np.abs(expected[unsure] - both_views[unsure]).max() < 1e-4
+    assert np.array_equal(expected[~unsure], plain[~unsure])
+
+    version_dir = export.export(model, tmp_path / "m", {}, flip_below=0.9, unsure_with=[second])
+    metadata = json.loads((version_dir / "metadata.json").read_text())
+    assert (metadata["ensemble_size"], metadata["unsure_members"], metadata["params"]) == (1, 1, 2 * 34_826)
+    for precision, tolerance in (("float32", 1e-4), ("bfloat16", 0.5)):
+        served = export.predict_exported(version_dir, images, precision)["logits"]
+        assert np.abs(served - expected).max() < tolerance
+    for batch in (images[:1], images[unsure][:3], images[~unsure][:3]):  # all, some or none take the second look
+        served = export.predict_exported(version_dir, batch)["logits"]
+        assert np.abs(served - model_logits(model, batch, flip_below=0.9, unsure_models=[second])).max() < 1e-4
+
+
 @pytest.mark.parametrize(("flip_below", "tta_flip", "message"), [
     (0.0, False, r"flip_below must be in \(0, 1\] \(got 0.0\)"),
     (1.5, False, r"flip_below must be in \(0, 1\] \(got 1.5\)"),
     (0.8, True, "tta_flip already mirrors every image"),
+    (None, False, "^unsure-only members need flip_below: it decides which images they see$"),
 ])
 def test_flip_below_is_checked_before_anything_is_written(smoke_run, tmp_path, flip_below, tta_flip, message):
+    model = load_best(smoke_run.run_dir)
     with pytest.raises(ValueError, match=message):
-        export.export(load_best(smoke_run.run_dir), tmp_path / "m", {}, tta_flip=tta_flip, flip_below=flip_below)
+        export.export(model, tmp_path / "m", {}, tta_flip=tta_flip, flip_below=flip_below, unsure_with=[model])
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
 
 
@@ -281,3 +313,33 @@ def test_held_out_twin_must_be_the_same_recipe_without_the_validation_split(smok
     with pytest.raises(ValueError, match="has no calibration.json; calibrate it first"):
         calibrate_run(full, held_out_twin=smoke_run.run_dir)
     assert not (full / "calibration.json").exists()
+
+
+def test_unsure_members_are_calibrated_exported_and_twinned_with_the_others(smoke_run, other_run, tmp_path, fashion):
+    import shutil
+
+    from training.calibrate import calibrate_run, model_logits
+    from training.cli import _export_run
+
+    twin, full, other_full = tmp_path / "twin", tmp_path / "full", tmp_path / "other-full"
+    shutil.copytree(smoke_run.run_dir, twin)
+    twin_calibration = calibrate_run(twin, flip_below=0.9, unsure_with=[other_run.run_dir])
+    models = [load_best(twin)], [load_best(other_run.run_dir)]
+    split = data.split_train_validation(fashion)
+    val_logits = model_logits(models[0], split.x_val, flip_below=0.9, unsure_models=models[1])
+    assert twin_calibration["unsure_with"] == [str(other_run.run_dir)] and twin_calibration["ensemble_with"] == []
+    assert twin_calibration["validation_accuracy"] == float(np.mean(val_logits.argmax(1) == split.y_val))
+    metadata = json.loads((_export_run(twin, tmp_path / "m", None) / "metadata.json").read_text())
+    assert [(m["run"], m.get("unsure_only", False)) for m in metadata["ensemble_members"]] == [
+        (str(twin), False), (str(other_run.run_dir), True)]
+    assert "unsure_with" not in metadata and metadata["unsure_members"] == 1
+
+    train(TrainConfig(**{**SMOKE, "full_train": True, "histograms": False}), full, verbose=0)
+    train(TrainConfig(**{**SMOKE, "seed": 4, "epochs": 1, "full_train": True, "histograms": False}), other_full, verbose=0)
+    with pytest.raises(ValueError, match="and the same ones unsure-only$"):
+        calibrate_run(full, ensemble_with=[other_full], flip_below=0.9, held_out_twin=twin)
+    calibration = calibrate_run(full, flip_below=0.9, unsure_with=[other_full], held_out_twin=twin)
+    assert calibration["calibrated_by"]["runs"] == [str(twin), str(other_run.run_dir)]
+    assert calibration["temperature"] == twin_calibration["temperature"]
+    logits = model_logits([load_best(full)], fashion.x_test, flip_below=0.9, unsure_models=[load_best(other_full)])
+    assert calibration["test_accuracy"] == float(np.mean(logits.argmax(1) == fashion.y_test))
