@@ -144,14 +144,18 @@ def write_card(
         "the graph (garments are left-right symmetric), so every figure below includes it, at twice the\n"
         "compute of one pass." if tta else ""
     )
+    members = meta.get("ensemble_members", [])
+    unsure = sum(1 for m in members if m.get("unsure_only"))
     if flip_below is not None:
+        worst = 2 * len(members) / (len(members) - unsure) if members else 2
         tta_text = (
             "\nServed with flip averaging for unsure images: where the top-class probability (before temperature\n"
             f"scaling) is below {flip_below:g}, the graph averages in the logits of the mirror image (garments are\n"
-            "left-right symmetric). Every figure below includes it; it costs a second pass for those images only,\n"
-            "twice the compute at worst (a batch of nothing but unsure images)."
+            "left-right symmetric). Every figure below includes it; it\n"
+            + ("and the unsure-only members below cost more passes" if unsure else "costs a second pass")
+            + f" for those images only, {'twice' if worst == 2 else f'{worst:g} times'} the compute at worst\n"
+            "(a batch of nothing but unsure images)."
         )
-    members = meta.get("ensemble_members", [])
     # run.json measured the train split through one network and one view: only then is it the served figure
     train_text = "" if (members or tta or flip_below is not None) else f"; train split {_pct(meta['train_accuracy'])}"
     if twin:
@@ -170,18 +174,16 @@ def write_card(
                       "clean for calibration and the review threshold).")
         temperature_text = "Temperature fitted on validation by minimising NLL"
     if members:
-        unsure = sum(1 for m in members if m.get("unsure_only"))
+        averaged = len(members) - unsure
+        late = (f"member {len(members)} joins" if unsure == 1 else f"members {averaged + 1}-{len(members)} join")
         tta_text += (
             f"\nServed as an ensemble of {len(members)} independently trained networks of this architecture\n"
             f"({meta['params'] // len(members):,} parameters each, {meta['params']:,} in all): the graph averages\n"
-            "their logits, so every figure below is the ensemble's."
+            + (f"the logits of the first {averaged} for every image; {late} that average (both views)\n"
+               f"only where the first {averaged} are unsure (p < {flip_below:g}, as for the mirror view): a second look\n"
+               "where answers change, at little cost since few images are unsure. Every figure below is the ensemble's."
+               if unsure else "their logits, so every figure below is the ensemble's.")
         )
-        if unsure:
-            tta_text += (
-                f" The last {unsure} (marked \"unsure images only\" below) run only where the\n"
-                f"first {len(members) - unsure} are unsure (the same p < {flip_below:g} as the mirror view), on both views: a second look\n"
-                "where it changes answers, at little cost, since few images are unsure."
-            )
 
     text = f"""# fashion-cnn (version {meta['version']})
 
