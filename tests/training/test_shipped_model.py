@@ -45,10 +45,10 @@ def held_out(shipped):
     pytest.fail(f"the held-out twin {twin['runs']} is not among the shipped versions")
 
 
-# Issue 3's goal is 95.0 %; the shipped version 6 measures 94.76 % (float32 and bfloat16, see
+# Issue 3's goal is 95.0 %; the shipped version 8 measures 95.05 % (float32 and bfloat16, see
 # models/fashion-cnn/README.md). This guards against regressions below what is shipped, and must
 # be raised with the next model.
-MIN_TEST_ACCURACY = 0.9476
+MIN_TEST_ACCURACY = 0.9505
 
 
 def test_shipped_model_keeps_its_test_accuracy(outputs, fashion):
