@@ -127,7 +127,9 @@ class ModelInfo(BaseModel):
     version: int
     architecture: str | None
     params: int | None = Field(description="Parameters of every network the graph runs, summed")
-    ensemble_size: int = Field(description="Networks whose logits the graph averages (1: a single network)")
+    ensemble_size: int = Field(
+        description="Networks whose logits the graph averages for every image (1: a single network)"
+    )
     unsure_members: int = Field(
         default=0,
         description="More networks that join that average only for the images below flip_below (a second look "
