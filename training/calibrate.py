@@ -273,6 +273,11 @@ def _member_configs(run_dirs: list[Path]) -> list[dict]:
     return configs
 
 
+def _params(run_dirs: list[Path]) -> list[int | None]:
+    return [json.loads((member / "run.json").read_text()).get("params") if (member / "run.json").exists() else None
+            for member in run_dirs]
+
+
 def calibrate_run(
     run_dir: Path, out_dir: Path | None = None, tta_flip: bool = False, ensemble_with: list[Path] = (),
     held_out_twin: Path | None = None, flip_below: float | None = None, unsure_with: list[Path] = (),
@@ -326,7 +331,9 @@ def _calibrate_from_twin(run_dirs: list[Path], unsure_dirs: list[Path], configs:
     twin_dirs = [twin_dir, *map(Path, twin.get("ensemble_with", []))]
     twin_unsure_dirs = [Path(p) for p in twin.get("unsure_with", [])]
     twin_configs = _member_configs(twin_dirs + twin_unsure_dirs)
+    # The architecture's name does not pin its widths (they have changed); the parameter count does.
     if ([_recipe(c) for c in configs] != [_recipe(c) for c in twin_configs]
+            or _params(run_dirs + unsure_dirs) != _params(twin_dirs + twin_unsure_dirs)
             or len(unsure_dirs) != len(twin_unsure_dirs)):
         raise ValueError(f"the held-out twin ({', '.join(map(str, twin_dirs + twin_unsure_dirs))}) must be the same "
                          "recipes, member for member in the same order and the same ones unsure-only")

@@ -308,6 +308,12 @@ def test_held_out_twin_must_be_the_same_recipe_without_the_validation_split(smok
 
     with pytest.raises(ValueError, match="must be the same recipes, member for member"):
         calibrate_run(full, held_out_twin=other_seed)  # seed 4 and one epoch: not full's recipe
+    wider = tmp_path / "wider"  # the same name and settings, another width of the architecture
+    shutil.copytree(twin, wider)
+    run = json.loads((wider / "run.json").read_text())
+    (wider / "run.json").write_text(json.dumps({**run, "params": run["params"] * 2}))
+    with pytest.raises(ValueError, match="must be the same recipes, member for member"):
+        calibrate_run(full, held_out_twin=wider)
     with pytest.raises(ValueError, match="calibrates runs trained on all 60,000 images"):
         calibrate_run(other_seed, held_out_twin=twin)
     with pytest.raises(ValueError, match="has no calibration.json; calibrate it first"):
