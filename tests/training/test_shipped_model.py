@@ -26,6 +26,10 @@ def outputs(shipped, fashion, split):
     }
 
 
+# What the exported graph computes besides its weights: a twin must match the shipped model in all of it.
+GRAPH_KEYS = ("tta_flip", "flip_below", "ensemble_size", "unsure_members")
+
+
 @pytest.fixture(scope="module")
 def held_out(shipped):
     """The export whose validation split is clean: the shipped model itself or, when it trained on all
@@ -38,8 +42,7 @@ def held_out(shipped):
     for version in reversed(export.versions(MODEL_ROOT)):
         candidate = json.loads((MODEL_ROOT / str(version) / "metadata.json").read_text())
         runs = [m["run"] for m in candidate.get("ensemble_members", [])] or [candidate.get("run")]
-        graph = ("tta_flip", "flip_below", "ensemble_size", "unsure_members")
-        same_graph = [candidate.get(k) for k in graph] == [meta.get(k) for k in graph]
+        same_graph = [candidate.get(k) for k in GRAPH_KEYS] == [meta.get(k) for k in GRAPH_KEYS]
         if runs == twin["runs"] and same_graph and "calibrated_by" not in candidate:
             return MODEL_ROOT / str(version), candidate
     pytest.fail(f"the held-out twin {twin['runs']} is not among the shipped versions")
