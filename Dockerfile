@@ -33,8 +33,10 @@ COPY deploy/docker/requirements.lock ./
 RUN pip install --no-cache-dir --no-deps --requirement requirements.lock \
     && pip check
 
-# The code. Only app/ is copied: training/ never runs in the service.
+# The code: the service (app/) and the train/serve contract it reads (contract/). training/ and
+# bench/ never run in the service and are not copied.
 COPY pyproject.toml README.md ./
+COPY contract ./contract
 COPY app ./app
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && garment-sorter serve --help >/dev/null

@@ -13,9 +13,10 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contract.seasons import DEFAULT_POLICY_FILE
+
 ENV_PREFIX = "SORTER_"
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_POLICY_FILE = PACKAGE_DIR / "policy.yaml"
 MiB = 1024 * 1024
 
 

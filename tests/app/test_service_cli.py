@@ -68,7 +68,7 @@ def test_serve_refuses_bad_configuration_before_starting(env, message):
 
 def test_serve_refuses_a_bad_policy_file(tmp_path, model_dir):
     policy = tmp_path / "policy.yaml"
-    policy.write_text((REPO / "app" / "policy.yaml").read_text().replace("[Trouser, Shirt", "[Trouser, Coat, Shirt"))
+    policy.write_text((REPO / "contract" / "policy.yaml").read_text().replace("[Trouser, Shirt", "[Trouser, Coat, Shirt"))
     done = cli("serve", "--port", "1", env={"SORTER_POLICY_FILE": str(policy), "SORTER_MODEL_DIR": str(model_dir)})
     assert done.returncode == 2
     assert done.stderr.strip() == (

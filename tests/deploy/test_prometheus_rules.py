@@ -116,7 +116,7 @@ def test_rules_read_only_the_service_metrics(rules):
 
 
 def test_review_rule_uses_the_policy_review_bin():
-    review_bin = load_yaml(REPO / "app" / "policy.yaml")["review_bin"]
+    review_bin = load_yaml(REPO / "contract" / "policy.yaml")["review_bin"]
     text = RULES_FILE.read_text()
     assert text.count('garment_sorter_predictions_total{bin="') == 1
     assert f'garment_sorter_predictions_total{{bin="{review_bin}"}}' in text
