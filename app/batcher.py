@@ -313,9 +313,9 @@ class Batcher:
             if job.future.done():
                 if job.timer is not None:
                     job.timer.cancel()
-                if not job.future.cancelled() and isinstance(job.future.exception(), ClientGone):
-                    self.observer.on_drop("client_gone")
-                elif job.future.cancelled():
+                if (
+                    not job.future.cancelled() and isinstance(job.future.exception(), ClientGone)
+                ) or job.future.cancelled():
                     self.observer.on_drop("client_gone")
                 continue  # deadline drops were counted when they expired
             batch.append(job)

@@ -37,7 +37,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-DATASET_DIRS = (os.environ.get("FASHION_MNIST_DIR"), "/usr/share/datasets/fashion-mnist", "~/.keras/datasets/fashion-mnist")
+DATASET_DIRS = (
+    os.environ.get("FASHION_MNIST_DIR"),
+    "/usr/share/datasets/fashion-mnist",
+    "~/.keras/datasets/fashion-mnist",
+)
 BACKGROUND = 253  # #fdfdfd, the dataset's photo background
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 BOUNDARY = "garmentsorterbenchboundary"
@@ -108,7 +112,9 @@ def render_photos(images: np.ndarray, seed: int = 2017, upscale: str = "bilinear
     return [render_catalog_photo(image, rng, upscale) for image in images]
 
 
-def multipart_body(files: Sequence[tuple[str, str, bytes]], fields: Sequence[tuple[str, str]] = ()) -> tuple[bytes, str]:
+def multipart_body(
+    files: Sequence[tuple[str, str, bytes]], fields: Sequence[tuple[str, str]] = ()
+) -> tuple[bytes, str]:
     """(body, content type) for multipart/form-data, built once and sent as raw bytes."""
     parts = []
     for name, value in fields:
@@ -234,12 +240,20 @@ def wrk(url: str, body: bytes, content_type: str, concurrency: int, duration_s: 
             'wrk.method = "POST"\n'
             f'wrk.headers["Content-Type"] = "{content_type}"\n'
             f'local f = assert(io.open("{body_path}", "rb"))\n'
-            "wrk.body = f:read(\"*all\")\nf:close()\n"
+            'wrk.body = f:read("*all")\nf:close()\n'
         )
         command = [
-            "wrk", f"-t{min(threads, concurrency)}", f"-c{concurrency}", f"-d{duration_s:g}s",
-            "--latency", "--timeout", "10s", "-s", str(script), url,
-        ]  # fmt: skip
+            "wrk",
+            f"-t{min(threads, concurrency)}",
+            f"-c{concurrency}",
+            f"-d{duration_s:g}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ]
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     percentiles = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.MULTILINE))
     total = re.search(r"(\d+) requests in", out)
@@ -313,7 +327,10 @@ def raw_model_rate(batch: int, seconds: float) -> float:
 
     settings = load_settings()
     model = load_tensorflow_model(
-        settings.resolved_model_dir(), batch, settings.intra_op_threads, settings.tf_inter_op_threads,
+        settings.resolved_model_dir(),
+        batch,
+        settings.intra_op_threads,
+        settings.tf_inter_op_threads,
         settings.precision,
     )
     images, _ = load_test_set()
@@ -333,9 +350,16 @@ def bench_batch(args: argparse.Namespace) -> dict:
     # The raw model runs in a child process, before the server starts: no CPU shared, and this
     # process never holds TensorFlow's thread pools while it drives the server.
     code = f"from app.bench import raw_model_rate; print(raw_model_rate({n}, {args.duration_s}))"
-    raw = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                               cwd=Path(__file__).resolve().parent.parent,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout.split()[-1])
+    raw = float(
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        ).stdout.split()[-1]
+    )
     body, content_type = multipart_body([("files", f"{i}.png", png_bytes(images[i])) for i in range(n)])
     import httpx
 
@@ -355,8 +379,10 @@ def bench_batch(args: argparse.Namespace) -> dict:
         served = count * n / (time.perf_counter() - started)
     ratio = served / raw
     print(f"raw model, batch {n}: {raw:8.0f} images/s")
-    print(f"POST /classify/batch with {n} PNGs: {served:8.0f} images/s "
-          f"(p50 {1000 * float(np.median(latencies)):.1f} ms per request) = {100 * ratio:.0f} % of raw")
+    print(
+        f"POST /classify/batch with {n} PNGs: {served:8.0f} images/s "
+        f"(p50 {1000 * float(np.median(latencies)):.1f} ms per request) = {100 * ratio:.0f} % of raw"
+    )
     return {"raw_images_per_s": raw, "batch_endpoint_images_per_s": served, "ratio": ratio}
 
 
@@ -408,8 +434,10 @@ def bench_preprocess(args: argparse.Namespace) -> dict:
     for upscale in ("bilinear", "bicubic"):
         started = time.perf_counter()
         renders[upscale] = render_photos(images, upscale=upscale)
-        print(f"rendered {len(images)} catalog photos ({upscale} upscale) in {time.perf_counter() - started:.0f} s",
-              flush=True)  # fmt: skip
+        print(
+            f"rendered {len(images)} catalog photos ({upscale} upscale) in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
     accuracy: dict[str, float] = {}
     for resize in ("antialias", "subsample"):
         with running_server({"SORTER_RESIZE": resize}, nice=args.server_nice) as server:
@@ -423,9 +451,12 @@ def bench_preprocess(args: argparse.Namespace) -> dict:
                 elapsed = time.perf_counter() - started
                 key = f"photo {upscale} upscale, {resize} resize"
                 accuracy[key] = float(np.mean(predicted == labels))
-                print(f"{key}: {100 * accuracy[key]:.2f} % "
-                      f"(gap {100 * (accuracy['raw 28x28'] - accuracy[key]):+.2f} points; "
-                      f"{len(photos) / elapsed:.0f} photos/s over HTTP)", flush=True)  # fmt: skip
+                print(
+                    f"{key}: {100 * accuracy[key]:.2f} % "
+                    f"(gap {100 * (accuracy['raw 28x28'] - accuracy[key]):+.2f} points; "
+                    f"{len(photos) / elapsed:.0f} photos/s over HTTP)",
+                    flush=True,
+                )
     best = max(("antialias", "subsample"), key=lambda r: accuracy[f"photo bilinear upscale, {r} resize"])
     print(f"better resize: {best}")
     return {"n": len(images), "accuracy": accuracy, "best_resize": best}
@@ -453,9 +484,11 @@ ON_REQUEST = {"suite": _suite, "soak": _soak}
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="performance and preprocessing benchmarks (prints figures)")
     p.add_argument(
-        "parts", nargs="*", metavar="PART",
+        "parts",
+        nargs="*",
+        metavar="PART",
         help="http, batch and/or preprocess (default: those three); or suite (docs/benchmarks.md) or soak",
-    )  # fmt: skip
+    )
     p.add_argument("--duration-s", type=float, default=10.0, help="per measurement")
     p.add_argument("--warmup-s", type=float, default=3.0)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])

@@ -164,7 +164,7 @@ async def open_loop(
                 connection = await Connection.open(port)
                 result.connections += 1
             response = await asyncio.wait_for(connection.exchange(raws[index % len(raws)]), timeout_s)
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded; callers assert on them
+        except Exception as exc:
             result.failures.append(f"request {index}: {type(exc).__name__}: {exc}")
             if connection is not None:
                 connection.abort()
@@ -285,8 +285,10 @@ def model_ref() -> str:
 
     version_dir = find_version(load_settings().resolved_model_dir())
     metadata = read_metadata(version_dir)
-    return (f"{metadata.get('name', 'model')} v{version_dir.name} ({metadata.get('architecture', '?')}, "
-            f"{metadata.get('params', '?')} parameters, served in {served_precision()})")
+    return (
+        f"{metadata.get('name', 'model')} v{version_dir.name} ({metadata.get('architecture', '?')}, "
+        f"{metadata.get('params', '?')} parameters, served in {served_precision()})"
+    )
 
 
 # --- the measurements ---------------------------------------------------------------------------
@@ -319,8 +321,11 @@ def concurrency_sweep(args: argparse.Namespace) -> dict[str, list[dict]]:
             for concurrency in CONCURRENCY:
                 row = measure(server, body, content_type, concurrency, args.duration_s)
                 table[build].append(row)
-                print(f"{build:>10} c={concurrency:<3} {row['requests_per_s']:8.0f} images/s  p50 {row['p50_ms']:7.2f} ms"
-                      f"  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}", flush=True)  # fmt: skip
+                print(
+                    f"{build:>10} c={concurrency:<3} {row['requests_per_s']:8.0f} images/s  p50 {row['p50_ms']:7.2f} ms"
+                    f"  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}",
+                    flush=True,
+                )
     return table
 
 
@@ -339,11 +344,23 @@ def raw_model(args: argparse.Namespace) -> dict[int, float]:
     precision the service serves here."""
     from app.config import load_settings
 
-    command = [sys.executable, "-m", "training", "bench-model", "--model-root", str(load_settings().resolved_model_dir()),
-               "--batch-sizes", *map(str, RAW_BATCH_SIZES), "--seconds", str(args.raw_seconds),
-               "--precision", served_precision()]  # fmt: skip
-    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "training",
+        "bench-model",
+        "--model-root",
+        str(load_settings().resolved_model_dir()),
+        "--batch-sizes",
+        *map(str, RAW_BATCH_SIZES),
+        "--seconds",
+        str(args.raw_seconds),
+        "--precision",
+        served_precision(),
+    ]
+    out = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    ).stdout
     rows = {int(b): float(v.replace(",", "")) for b, v in re.findall(r"^\|\s*(\d+)\s*\|\s*([\d,.]+)\s*\|", out, re.M)}
     if set(rows) != set(RAW_BATCH_SIZES):
         raise RuntimeError(f"cannot parse bench-model output:\n{out}")
@@ -361,8 +378,11 @@ def max_wait_sweep(args: argparse.Namespace) -> list[dict]:
             for concurrency in MAX_WAIT_CONCURRENCY:
                 row = {"max_wait_ms": wait_ms, **measure(server, body, content_type, concurrency, args.duration_s)}
                 rows.append(row)
-                print(f"max_wait_ms={wait_ms:<3} c={concurrency:<3} {row['requests_per_s']:8.0f} images/s  "
-                      f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms", flush=True)  # fmt: skip
+                print(
+                    f"max_wait_ms={wait_ms:<3} c={concurrency:<3} {row['requests_per_s']:8.0f} images/s  "
+                    f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms",
+                    flush=True,
+                )
     return rows
 
 
@@ -374,7 +394,9 @@ def batch_endpoint(args: argparse.Namespace) -> list[dict]:
     with bench.running_server() as server, httpx.Client(timeout=120) as client:
         url = server.url + "/classify/batch"
         for files in BATCH_FILES:
-            body, content_type = bench.multipart_body([("files", f"{i}.png", bench.png_bytes(images[i])) for i in range(files)])
+            body, content_type = bench.multipart_body(
+                [("files", f"{i}.png", bench.png_bytes(images[i])) for i in range(files)]
+            )
             headers = {"content-type": content_type}
             for _ in range(3):
                 client.post(url, content=body, headers=headers).raise_for_status()
@@ -388,7 +410,9 @@ def batch_endpoint(args: argparse.Namespace) -> list[dict]:
                     raise RuntimeError("a batch item failed")
             rate = len(latencies) * files / (time.perf_counter() - started)
             rows.append({"files": files, "images_per_s": rate, "p50_ms": 1000 * float(np.median(latencies))})
-            print(f"/classify/batch {files:>3} files: {rate:8.0f} images/s  p50 {rows[-1]['p50_ms']:7.1f} ms", flush=True)
+            print(
+                f"/classify/batch {files:>3} files: {rate:8.0f} images/s  p50 {rows[-1]['p50_ms']:7.1f} ms", flush=True
+            )
     return rows
 
 
@@ -431,13 +455,15 @@ def soak(args: argparse.Namespace) -> dict:
         latencies = [lat for t, status, lat in result.samples if start <= t < start + SOAK_WINDOW_S and status == 200]
         window_rss = [r for t, r in rss if start <= t < start + SOAK_WINDOW_S]
         if latencies:
-            windows.append({
-                "start_s": float(start),
-                "answered": len(latencies),
-                "p50_ms": 1000 * float(np.percentile(latencies, 50)),
-                "p99_ms": 1000 * float(np.percentile(latencies, 99)),
-                "rss_mib": (max(window_rss) if window_rss else rss[-1][1]) / 2**20,
-            })  # fmt: skip
+            windows.append(
+                {
+                    "start_s": float(start),
+                    "answered": len(latencies),
+                    "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+                    "p99_ms": 1000 * float(np.percentile(latencies, 99)),
+                    "rss_mib": (max(window_rss) if window_rss else rss[-1][1]) / 2**20,
+                }
+            )
     # Growth and drift are measured from the end of the first window (warm-up: pools, caches).
     baseline = windows[0] if len(windows) == 1 else windows[1]
     growth = windows[-1]["rss_mib"] / baseline["rss_mib"] - 1
@@ -461,17 +487,22 @@ def soak(args: argparse.Namespace) -> dict:
         "p99_max_ms": max(p99s),
         "p99_drift": drift,
         "passed": bool(
-            growth < SOAK_RSS_GROWTH_LIMIT and drift <= SOAK_P99_DRIFT_LIMIT and not result.failures
+            growth < SOAK_RSS_GROWTH_LIMIT
+            and drift <= SOAK_P99_DRIFT_LIMIT
+            and not result.failures
             and set(result.statuses) == {200}
         ),
         "windows": windows,
         "rss": [(t, r / 2**20) for t, r in rss],
-    }  # fmt: skip
-    print(f"soak: sent {result.sent}, answers {result.statuses}, transport failures {len(result.failures)}; "
-          f"RSS {summary['rss_baseline_mib']:.0f} -> {summary['rss_end_mib']:.0f} MiB ({100 * growth:+.2f} %); "
-          f"p99 per minute {summary['p99_first_ms']:.1f} -> {summary['p99_last_ms']:.1f} ms "
-          f"(median {summary['p99_median_ms']:.1f}, max {summary['p99_max_ms']:.1f}); "
-          f"{'PASS' if summary['passed'] else 'FAIL'}", flush=True)  # fmt: skip
+    }
+    print(
+        f"soak: sent {result.sent}, answers {result.statuses}, transport failures {len(result.failures)}; "
+        f"RSS {summary['rss_baseline_mib']:.0f} -> {summary['rss_end_mib']:.0f} MiB ({100 * growth:+.2f} %); "
+        f"p99 per minute {summary['p99_first_ms']:.1f} -> {summary['p99_last_ms']:.1f} ms "
+        f"(median {summary['p99_median_ms']:.1f}, max {summary['p99_max_ms']:.1f}); "
+        f"{'PASS' if summary['passed'] else 'FAIL'}",
+        flush=True,
+    )
     return summary
 
 
@@ -514,8 +545,13 @@ def plot(results: dict, out_dir: Path) -> list[str]:
     raw = results["raw_model"]
     axis.plot(list(raw), list(raw.values()), "o-", color="tab:green", label="raw model (SavedModel signature)")
     batch = results["batch_endpoint"]
-    axis.plot([r["files"] for r in batch], [r["images_per_s"] for r in batch], "s-", color="tab:purple",
-              label="POST /classify/batch (one client)")  # fmt: skip
+    axis.plot(
+        [r["files"] for r in batch],
+        [r["images_per_s"] for r in batch],
+        "s-",
+        color="tab:purple",
+        label="POST /classify/batch (one client)",
+    )
     best = max(r["requests_per_s"] for r in sweep["batched"])
     axis.axhline(best, color="tab:blue", ls=":", label=f"POST /classify, best of sweep ({best:.0f}/s)")
     axis.set_xscale("log", base=2)
@@ -613,8 +649,15 @@ def report(results: dict, image_dir: str) -> str:
         _row(["---:"] * (1 + 2 * len(sweep))),
     ]
     for c in CONCURRENCY:
-        lines.append(_row([c, *[f"{sweep[b][c]['requests_per_s']:,.0f}" for b in sweep],
-                           *[f"{sweep[b][c]['p50_ms']:.2f} / {sweep[b][c]['p99_ms']:.2f}" for b in sweep]]))  # fmt: skip
+        lines.append(
+            _row(
+                [
+                    c,
+                    *[f"{sweep[b][c]['requests_per_s']:,.0f}" for b in sweep],
+                    *[f"{sweep[b][c]['p50_ms']:.2f} / {sweep[b][c]['p99_ms']:.2f}" for b in sweep],
+                ]
+            )
+        )
     errors = sum(r["errors"] for rows in results["concurrency"].values() for r in rows)
     lines += [
         "",
@@ -628,14 +671,31 @@ def report(results: dict, image_dir: str) -> str:
         "",
         f"![raw model and batch endpoint]({image_dir}/batch_sizes.png)",
         "",
-        _row(["size", "raw model images/s", "/classify/batch images/s", "/classify/batch p50 per request (ms)", "batch / raw"]),
+        _row(
+            [
+                "size",
+                "raw model images/s",
+                "/classify/batch images/s",
+                "/classify/batch p50 per request (ms)",
+                "batch / raw",
+            ]
+        ),
         _row(["---:"] * 5),
     ]
     batch = {r["files"]: r for r in results["batch_endpoint"]}
     for size in RAW_BATCH_SIZES:
         raw = results["raw_model"][size]
-        lines.append(_row([size, f"{raw:,.0f}", f"{batch[size]['images_per_s']:,.0f}", f"{batch[size]['p50_ms']:.1f}",
-                           f"{batch[size]['images_per_s'] / raw:.0%}"]))  # fmt: skip
+        lines.append(
+            _row(
+                [
+                    size,
+                    f"{raw:,.0f}",
+                    f"{batch[size]['images_per_s']:,.0f}",
+                    f"{batch[size]['p50_ms']:.1f}",
+                    f"{batch[size]['images_per_s'] / raw:.0%}",
+                ]
+            )
+        )
     lines += [
         "",
         "## max_wait_ms sweep",
@@ -647,10 +707,20 @@ def report(results: dict, image_dir: str) -> str:
         "",
         _row(["max_wait_ms", "concurrency", "images/s", "p50 ms", "p99 ms"]),
         _row(["---:"] * 5),
-        *[_row([r["max_wait_ms"], r["concurrency"], f"{r['requests_per_s']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"])
-          for r in results["max_wait"]],
+        *[
+            _row(
+                [
+                    r["max_wait_ms"],
+                    r["concurrency"],
+                    f"{r['requests_per_s']:,.0f}",
+                    f"{r['p50_ms']:.2f}",
+                    f"{r['p99_ms']:.2f}",
+                ]
+            )
+            for r in results["max_wait"]
+        ],
         "",
-    ]  # fmt: skip
+    ]
     soak_result = results.get("soak")
     lines += ["## Soak", ""]
     if soak_result:
@@ -674,9 +744,19 @@ def report(results: dict, image_dir: str) -> str:
             "",
             _row(["minute", "answered", "p50 ms", "p99 ms", "RSS MiB"]),
             _row(["---:"] * 5),
-            *[_row([int(w["start_s"] // 60) + 1, w["answered"], f"{w['p50_ms']:.1f}", f"{w['p99_ms']:.1f}", f"{w['rss_mib']:.0f}"])
-              for w in soak_result["windows"]],
-        ]  # fmt: skip
+            *[
+                _row(
+                    [
+                        int(w["start_s"] // 60) + 1,
+                        w["answered"],
+                        f"{w['p50_ms']:.1f}",
+                        f"{w['p99_ms']:.1f}",
+                        f"{w['rss_mib']:.0f}",
+                    ]
+                )
+                for w in soak_result["windows"]
+            ],
+        ]
     else:
         lines.append("Not run this time (`--soak-s 0`).")
     lines += [
@@ -713,12 +793,16 @@ def headlines(results: dict) -> list[str]:
         f" ({batch_256['images_per_s'] / raw_256:.0%} of raw)",
     ]
     best_wait = max((r for r in results["max_wait"] if r["concurrency"] == 64), key=lambda r: r["requests_per_s"])
-    lines.append(f"max_wait_ms: best throughput at c=64 with {best_wait['max_wait_ms']} ms"
-                 f" ({best_wait['requests_per_s']:,.0f} images/s)")  # fmt: skip
+    lines.append(
+        f"max_wait_ms: best throughput at c=64 with {best_wait['max_wait_ms']} ms"
+        f" ({best_wait['requests_per_s']:,.0f} images/s)"
+    )
     if results.get("soak"):
         s = results["soak"]
-        lines.append(f"soak, {s['duration_s'] / 60:g} min at {s['rate_per_s']:.0f} photos/s: RSS {100 * s['rss_growth']:+.2f} %, p99"
-                     f" {s['p99_first_ms']:.0f} -> {s['p99_last_ms']:.0f} ms, {'PASS' if s['passed'] else 'FAIL'}")  # fmt: skip
+        lines.append(
+            f"soak, {s['duration_s'] / 60:g} min at {s['rate_per_s']:.0f} photos/s: RSS {100 * s['rss_growth']:+.2f} %, p99"
+            f" {s['p99_first_ms']:.0f} -> {s['p99_last_ms']:.0f} ms, {'PASS' if s['passed'] else 'FAIL'}"
+        )
     return lines
 
 

@@ -21,9 +21,7 @@ MiB = 1024 * 1024
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, protected_namespaces=()
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, protected_namespaces=())
 
     # Model
     model_dir: Path = Field(Path("models/fashion-cnn"), description="Directory of integer model versions")

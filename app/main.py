@@ -35,8 +35,12 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
             await service.stop()
 
     app = FastAPI(
-        title="garment-sorter", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-        docs_url=None, redoc_url=None,  # /docs is served offline by app.routes.docs
+        title="garment-sorter",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,  # /docs is served offline by app.routes.docs
     )
     app.state.service = service
     for router in (classify.router, health.router, info.router, metrics.router):

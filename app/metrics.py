@@ -14,20 +14,46 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
+    gc_collector,
     generate_latest,
+    platform_collector,
+    process_collector,
 )
-from prometheus_client import disable_created_metrics, gc_collector, platform_collector, process_collector
 
 PREFIX = "garment_sorter"
 LATENCY_BUCKETS_S = (
-    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 ROUTES = (
-    "/classify", "/classify/batch", "/healthz", "/readyz", "/metrics",
-    "/v1/model", "/v1/policy", "/docs", "/openapi.json",
-)  # fmt: skip
+    "/classify",
+    "/classify/batch",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/model",
+    "/v1/policy",
+    "/docs",
+    "/openapi.json",
+)
 OTHER_ROUTE = "other"
 disable_created_metrics()  # the *_created series double the scrape size and nothing here reads them
 
@@ -41,40 +67,55 @@ class Metrics:
         platform_collector.PlatformCollector(registry=registry)
         gc_collector.GCCollector(registry=registry)
         self.requests = Counter(
-            f"{PREFIX}_requests_total", "HTTP requests answered, by route and status code",
-            ["route", "status"], registry=registry,
-        )  # fmt: skip
+            f"{PREFIX}_requests_total",
+            "HTTP requests answered, by route and status code",
+            ["route", "status"],
+            registry=registry,
+        )
         self.request_duration = Histogram(
-            f"{PREFIX}_request_duration_seconds", "HTTP request duration, by route",
-            ["route"], buckets=LATENCY_BUCKETS_S, registry=registry,
-        )  # fmt: skip
+            f"{PREFIX}_request_duration_seconds",
+            "HTTP request duration, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
         self.queue_depth = Gauge(f"{PREFIX}_queue_depth", "Images waiting for a batch", registry=registry)
         self.queue_capacity = Gauge(
-            f"{PREFIX}_queue_capacity", "Images the queue holds before 503 queue_full (SORTER_MAX_QUEUE)",
+            f"{PREFIX}_queue_capacity",
+            "Images the queue holds before 503 queue_full (SORTER_MAX_QUEUE)",
             registry=registry,
         )
         self.batch_size = Histogram(
-            f"{PREFIX}_batch_size", "Images per model call (before padding)",
-            buckets=BATCH_SIZE_BUCKETS, registry=registry,
-        )  # fmt: skip
+            f"{PREFIX}_batch_size",
+            "Images per model call (before padding)",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
         self.queue_wait = Histogram(
-            f"{PREFIX}_queue_wait_seconds", "Time from queueing an image to the start of its batch",
-            buckets=LATENCY_BUCKETS_S, registry=registry,
-        )  # fmt: skip
+            f"{PREFIX}_queue_wait_seconds",
+            "Time from queueing an image to the start of its batch",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
         self.inference_duration = Histogram(
-            f"{PREFIX}_inference_duration_seconds", "Duration of one model call (one batch)",
-            buckets=LATENCY_BUCKETS_S, registry=registry,
-        )  # fmt: skip
+            f"{PREFIX}_inference_duration_seconds",
+            "Duration of one model call (one batch)",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
         self.rejections = Counter(
             f"{PREFIX}_rejections_total",
             "Images or requests refused: queue_full, deadline, client_gone, draining, unauthorized "
             "and every bad-input error code",
-            ["reason"], registry=registry,
-        )  # fmt: skip
+            ["reason"],
+            registry=registry,
+        )
         self.predictions = Counter(
-            f"{PREFIX}_predictions_total", "Answered classifications by label and bin",
-            ["label", "bin"], registry=registry,
-        )  # fmt: skip
+            f"{PREFIX}_predictions_total",
+            "Answered classifications by label and bin",
+            ["label", "bin"],
+            registry=registry,
+        )
         self.model_info = Gauge(
             f"{PREFIX}_model_info", "The served model (value 1)", ["name", "version"], registry=registry
         )

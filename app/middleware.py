@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors
@@ -94,5 +93,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-

@@ -56,9 +56,7 @@ def find_version(model_dir: Path) -> Path:
     """The highest integer version directory that holds a saved_model.pb."""
     if not model_dir.is_dir():
         raise ModelError(f"model directory {model_dir} does not exist (set SORTER_MODEL_DIR)")
-    candidates = sorted(
-        (int(p.name), p) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()
-    )
+    candidates = sorted((int(p.name), p) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
     for version, path in reversed(candidates):
         if (path / "saved_model.pb").is_file():
             return path
@@ -91,7 +89,8 @@ def read_metadata(version_dir: Path) -> dict[str, Any]:
             raise ModelError(f"{path}: {key} must be a count of networks, not {value!r}")
     calibrated_by = metadata.get("calibrated_by")
     if calibrated_by is not None and not (
-        isinstance(calibrated_by, dict) and isinstance(calibrated_by.get("runs"), list)
+        isinstance(calibrated_by, dict)
+        and isinstance(calibrated_by.get("runs"), list)
         and all(isinstance(run, str) for run in calibrated_by["runs"])
     ):
         raise ModelError(f"{path}: calibrated_by must be an object whose runs lists the twin's run directories")
@@ -205,8 +204,11 @@ class TensorFlowModel:
             expected = np.exp(logits - logits.max(axis=1, keepdims=True))
             expected /= expected.sum(axis=1, keepdims=True)
             if not np.allclose(outputs[OUTPUT_NAME].numpy(), expected, atol=1e-4):
-                log.warning("%s: probabilities are not softmax(logits / %s); served as the graph gives them",
-                            self.path, self.temperature)
+                log.warning(
+                    "%s: probabilities are not softmax(logits / %s); served as the graph gives them",
+                    self.path,
+                    self.temperature,
+                )
 
     def describe(self) -> dict[str, Any]:
         m = self.metadata
@@ -311,8 +313,15 @@ def load_tensorflow_model(
     if signature is None:
         raise ModelError(f"{version_dir}: no '{signature_name}' signature (has {list(loaded.signatures)})")
     _check_signature(version_dir, signature, len(metadata["class_names"]))
-    log.info("model %s version %s from %s on %s, %s (%s)", metadata.get("name"), version_dir.name,
-             version_dir, device, chosen, signature_name)
+    log.info(
+        "model %s version %s from %s on %s, %s (%s)",
+        metadata.get("name"),
+        version_dir.name,
+        version_dir,
+        device,
+        chosen,
+        signature_name,
+    )
     return TensorFlowModel(
         path=version_dir,
         metadata=metadata,
@@ -348,9 +357,17 @@ def _check_signature(version_dir: Path, signature: Any, num_classes: int) -> Non
 
 
 NULL_CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 @dataclass

@@ -186,7 +186,9 @@ def build_policy(
             raise _fail(source, f"season {name!r}: classes must be a list of class names")
         for cls in classes:
             if cls not in known:
-                raise _fail(source, f"season {name!r}: unknown class {cls!r}; the model's classes are {list(class_names)}")
+                raise _fail(
+                    source, f"season {name!r}: unknown class {cls!r}; the model's classes are {list(class_names)}"
+                )
             if cls in owner:
                 raise _fail(source, f"class {cls!r} is mapped more than once ({owner[cls]!r} and {name!r})")
             owner[cls] = name
@@ -216,9 +218,7 @@ def build_policy(
     for j, season in enumerate(seasons):
         for cls in season.classes:
             membership[list(class_names).index(cls), j] = 1.0
-    month_to_season = tuple(
-        next((j for j, s in enumerate(seasons) if m in s.months), None) for m in range(1, 13)
-    )
+    month_to_season = tuple(next((j for j, s in enumerate(seasons) if m in s.months), None) for m in range(1, 13))
     return Policy(
         seasons=tuple(seasons),
         review_bin=review_bin,

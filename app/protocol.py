@@ -23,9 +23,7 @@ from app import errors
 
 
 def headers_too_large(limit: int) -> errors.ApiError:
-    return errors.ApiError(
-        431, "headers_too_large", f"The request line and headers exceed the limit of {limit} bytes."
-    )
+    return errors.ApiError(431, "headers_too_large", f"The request line and headers exceed the limit of {limit} bytes.")
 
 
 class _Refused(Exception):

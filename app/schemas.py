@@ -24,7 +24,9 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="Human-readable reason")
     code: str = Field(description="Stable machine-readable code")
 
-    model_config = ConfigDict(json_schema_extra={"example": {"detail": "The image data is truncated or corrupt.", "code": "corrupt_image"}})
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"detail": "The image data is truncated or corrupt.", "code": "corrupt_image"}}
+    )
 
 
 class ClassScore(BaseModel):
@@ -100,7 +102,11 @@ BATCH_EXAMPLE: dict[str, Any] = {
             "index": 1,
             "filename": "scan.pdf",
             "result": None,
-            "error": {"status": 415, "detail": "The data is not an image in a recognised format.", "code": "not_an_image"},
+            "error": {
+                "status": 415,
+                "detail": "The data is not an image in a recognised format.",
+                "code": "not_an_image",
+            },
         },
     ],
 }

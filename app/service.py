@@ -123,8 +123,11 @@ class Service:
         self._ready_flag.set()
         log.info(
             "ready: %s v%s warmed at batch sizes %s in %.1f s",
-            self.model.name, self.model.version, list(self.model.batch_sizes), time.perf_counter() - started,
-        )  # fmt: skip
+            self.model.name,
+            self.model.version,
+            list(self.model.batch_sizes),
+            time.perf_counter() - started,
+        )
 
     async def stop(self) -> None:
         gc.unfreeze()
@@ -177,7 +180,9 @@ class Service:
         self.draining = True
         self.metrics.draining.set(1)
         self.metrics.ready.set(0)
-        log.info("SIGTERM: draining %d in-flight request(s), up to %.0f s", self.inflight, self.settings.drain_timeout_s)
+        log.info(
+            "SIGTERM: draining %d in-flight request(s), up to %.0f s", self.inflight, self.settings.drain_timeout_s
+        )
         self._drain_task = asyncio.get_running_loop().create_task(self._drain(), name="drain")
 
     async def _drain(self) -> None:
@@ -188,7 +193,9 @@ class Service:
             log.info("drained in %.2f s", time.perf_counter() - started)
         except TimeoutError:
             timed_out = True
-            log.warning("drain timeout (%.0f s): %d request(s) still in flight", self.settings.drain_timeout_s, self.inflight)
+            log.warning(
+                "drain timeout (%.0f s): %d request(s) still in flight", self.settings.drain_timeout_s, self.inflight
+            )
         # The drain budget is spent: uvicorn must not wait for the stragglers again.
         self._exit_server(force=timed_out)
 
@@ -360,7 +367,13 @@ class Service:
             if error is None:
                 try:
                     outcome = self._unwrap(futures[index])
-                    results.append({"index": index, "result": self.answer(outcome, item.preprocess_s, top_k, on, item_ids[index]), "error": None})
+                    results.append(
+                        {
+                            "index": index,
+                            "result": self.answer(outcome, item.preprocess_s, top_k, on, item_ids[index]),
+                            "error": None,
+                        }
+                    )
                     continue
                 except ApiError as exc:
                     error = exc
@@ -431,9 +444,17 @@ class Service:
 
     # Codes the batcher counts itself, and server-side failures that are not rejections.
     _NOT_REJECTIONS = frozenset(
-        {"queue_full", "deadline_exceeded", "inference_failed", "shutting_down", "not_found",
-         "method_not_allowed", "internal_error", "client_gone"}
-    )  # fmt: skip
+        {
+            "queue_full",
+            "deadline_exceeded",
+            "inference_failed",
+            "shutting_down",
+            "not_found",
+            "method_not_allowed",
+            "internal_error",
+            "client_gone",
+        }
+    )
 
     def count_rejection(self, code: str) -> None:
         if code not in self._NOT_REJECTIONS:

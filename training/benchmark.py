@@ -31,8 +31,11 @@ def native_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (the service's 'auto' precision rule)."""
     try:
         flags = next(
-            (line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("flags")),
+            (
+                line.split(":", 1)[1].split()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("flags")
+            ),
             [],
         )
     except OSError:
@@ -77,7 +80,10 @@ def latest_version_dir(model_root: Path) -> Path:
 def table_lines(figures: dict[str, dict[int, float]]) -> list[str]:
     """Markdown table rows: one per batch size, one images/s column per precision."""
     precisions = list(figures)
-    lines = ["| batch | " + " | ".join(f"{p} images/s" for p in precisions) + " |", "|---:|" + "---:|" * len(precisions)]
+    lines = [
+        "| batch | " + " | ".join(f"{p} images/s" for p in precisions) + " |",
+        "|---:|" + "---:|" * len(precisions),
+    ]
     for batch in next(iter(figures.values())):
         lines.append(f"| {batch} | " + " | ".join(f"{figures[p][batch]:,.0f}" for p in precisions) + " |")
     return lines

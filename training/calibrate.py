@@ -178,8 +178,14 @@ def reliability_plot(before: np.ndarray, after: np.ndarray, labels: np.ndarray, 
     return _save(fig, path)
 
 
-def _report_on_test(test_logits, test_labels, temperature: float, threshold: float,
-                    val_curve: tuple | None = None, out_dir: Path | None = None) -> dict:
+def _report_on_test(
+    test_logits,
+    test_labels,
+    temperature: float,
+    threshold: float,
+    val_curve: tuple | None = None,
+    out_dir: Path | None = None,
+) -> dict:
     """Test ECE and sorting figures at a temperature and threshold chosen elsewhere; with
     ``out_dir``, the reliability and risk-coverage figures (plus the validation curve, if given)."""
     test_before, test_after = softmax(test_logits), softmax(test_logits, temperature)
@@ -218,8 +224,9 @@ def calibrate_logits(val_logits, val_labels, test_logits, test_labels, out_dir: 
     }
 
 
-def model_logits(models, images: np.ndarray, tta_flip: bool = False, flip_below: float | None = None,
-                 unsure_models=()) -> np.ndarray:
+def model_logits(
+    models, images: np.ndarray, tta_flip: bool = False, flip_below: float | None = None, unsure_models=()
+) -> np.ndarray:
     """Logits as the exported graph computes them: one model's, or the mean over an ensemble's
     members; averaged with the mirrored image's for every image (``tta_flip``) or for those whose
     top-class probability (uncalibrated) is below ``flip_below``. ``unsure_models`` join the mean,
@@ -259,8 +266,11 @@ def _recipe(config: dict) -> dict:
 
     from training.train import TrainConfig
 
-    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory()
-                for f in fields(TrainConfig) if f.default is not MISSING or f.default_factory is not MISSING}
+    defaults = {
+        f.name: f.default if f.default is not MISSING else f.default_factory()
+        for f in fields(TrainConfig)
+        if f.default is not MISSING or f.default_factory is not MISSING
+    }
     return {k: v for k, v in {**defaults, **config}.items() if k not in _NOT_RECIPE}
 
 
@@ -274,13 +284,20 @@ def _member_configs(run_dirs: list[Path]) -> list[dict]:
 
 
 def _params(run_dirs: list[Path]) -> list[int | None]:
-    return [json.loads((member / "run.json").read_text()).get("params") if (member / "run.json").exists() else None
-            for member in run_dirs]
+    return [
+        json.loads((member / "run.json").read_text()).get("params") if (member / "run.json").exists() else None
+        for member in run_dirs
+    ]
 
 
 def calibrate_run(
-    run_dir: Path, out_dir: Path | None = None, tta_flip: bool = False, ensemble_with: list[Path] = (),
-    held_out_twin: Path | None = None, flip_below: float | None = None, unsure_with: list[Path] = (),
+    run_dir: Path,
+    out_dir: Path | None = None,
+    tta_flip: bool = False,
+    ensemble_with: list[Path] = (),
+    held_out_twin: Path | None = None,
+    flip_below: float | None = None,
+    unsure_with: list[Path] = (),
 ) -> dict:
     """Calibrate a finished run (with ``ensemble_with``: the ensemble of it and those runs, logits
     averaged; ``unsure_with``: runs that join that mean only for the images the ensemble is unsure
@@ -296,7 +313,9 @@ def calibrate_run(
     configs, unsure_configs = _member_configs(run_dirs), _member_configs(unsure_dirs)
     graph = {"tta_flip": tta_flip, "flip_below": flip_below}
     if held_out_twin is not None:
-        return _calibrate_from_twin(run_dirs, unsure_dirs, configs + unsure_configs, Path(held_out_twin), out_dir, graph)
+        return _calibrate_from_twin(
+            run_dirs, unsure_dirs, configs + unsure_configs, Path(held_out_twin), out_dir, graph
+        )
     from training.train import load_best
 
     split_seeds = {c.get("split_seed", data.DEFAULT_SPLIT_SEED) for c in configs + unsure_configs}
@@ -317,13 +336,21 @@ def calibrate_run(
     return result
 
 
-def _calibrate_from_twin(run_dirs: list[Path], unsure_dirs: list[Path], configs: list[dict], twin_dir: Path,
-                         out_dir: Path | None, graph: dict) -> dict:
+def _calibrate_from_twin(
+    run_dirs: list[Path],
+    unsure_dirs: list[Path],
+    configs: list[dict],
+    twin_dir: Path,
+    out_dir: Path | None,
+    graph: dict,
+) -> dict:
     from training.train import load_best
 
     if not all(c.get("full_train") for c in configs):
-        raise ValueError("a held-out twin calibrates runs trained on all 60,000 images (--full-train) only; "
-                         "calibrate this one on the validation split")
+        raise ValueError(
+            "a held-out twin calibrates runs trained on all 60,000 images (--full-train) only; "
+            "calibrate this one on the validation split"
+        )
     twin_file = twin_dir / "calibration.json"
     if not twin_file.exists():
         raise ValueError(f"{twin_dir} has no calibration.json; calibrate it first")
@@ -332,20 +359,30 @@ def _calibrate_from_twin(run_dirs: list[Path], unsure_dirs: list[Path], configs:
     twin_unsure_dirs = [Path(p) for p in twin.get("unsure_with", [])]
     twin_configs = _member_configs(twin_dirs + twin_unsure_dirs)
     # The architecture's name does not pin its widths (they have changed); the parameter count does.
-    if ([_recipe(c) for c in configs] != [_recipe(c) for c in twin_configs]
-            or _params(run_dirs + unsure_dirs) != _params(twin_dirs + twin_unsure_dirs)
-            or len(unsure_dirs) != len(twin_unsure_dirs)):
-        raise ValueError(f"the held-out twin ({', '.join(map(str, twin_dirs + twin_unsure_dirs))}) must be the same "
-                         "recipes, member for member in the same order and the same ones unsure-only")
+    if (
+        [_recipe(c) for c in configs] != [_recipe(c) for c in twin_configs]
+        or _params(run_dirs + unsure_dirs) != _params(twin_dirs + twin_unsure_dirs)
+        or len(unsure_dirs) != len(twin_unsure_dirs)
+    ):
+        raise ValueError(
+            f"the held-out twin ({', '.join(map(str, twin_dirs + twin_unsure_dirs))}) must be the same "
+            "recipes, member for member in the same order and the same ones unsure-only"
+        )
     twin_graph = {"tta_flip": bool(twin.get("tta_flip")), "flip_below": twin.get("flip_below")}
     if twin_graph != graph:
-        raise ValueError(f"the held-out twin was calibrated with tta_flip={twin_graph['tta_flip']}, "
-                         f"flip_below={twin_graph['flip_below']}; calibrate this run the same way")
+        raise ValueError(
+            f"the held-out twin was calibrated with tta_flip={twin_graph['tta_flip']}, "
+            f"flip_below={twin_graph['flip_below']}; calibrate this run the same way"
+        )
     if any(c.get("full_train") for c in twin_configs):
         raise ValueError(f"the held-out twin {twin_dir} itself trained on the validation split")
     dataset = data.load_fashion_mnist()
-    test_logits = model_logits([load_best(member) for member in run_dirs], dataset.x_test,
-                               unsure_models=[load_best(member) for member in unsure_dirs], **graph)
+    test_logits = model_logits(
+        [load_best(member) for member in run_dirs],
+        dataset.x_test,
+        unsure_models=[load_best(member) for member in unsure_dirs],
+        **graph,
+    )
     temperature, threshold = twin["temperature"], twin["review_threshold"]
     result = {
         "temperature": temperature,
@@ -362,8 +399,16 @@ def _calibrate_from_twin(run_dirs: list[Path], unsure_dirs: list[Path], configs:
         "test_accuracy": float(np.mean(test_logits.argmax(axis=1) == dataset.y_test)),
         "calibrated_by": {
             "runs": [str(member) for member in twin_dirs + twin_unsure_dirs],
-            **{k: twin[k] for k in ("validation_accuracy", "test_accuracy", "ece_validation_before",
-                                    "ece_validation_after", "sorting_validation")},
+            **{
+                k: twin[k]
+                for k in (
+                    "validation_accuracy",
+                    "test_accuracy",
+                    "ece_validation_before",
+                    "ece_validation_after",
+                    "sorting_validation",
+                )
+            },
         },
     }
     (run_dirs[0] / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")

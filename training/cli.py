@@ -30,10 +30,18 @@ def _positive_int(text: str) -> int:
 def _add_train_options(p: argparse.ArgumentParser, default_epochs: int) -> None:
     p.add_argument("--epochs", type=_positive_int, default=default_epochs)
     p.add_argument("--batch-size", type=_positive_int, default=128)
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
-                   help="random crop (2-px pad), horizontal flip, random erasing")
-    p.add_argument("--zoom", type=float, default=0.0,
-                   help="with --augment: also rescale by a random factor in [1 - ZOOM, 1 + ZOOM]")
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="random crop (2-px pad), horizontal flip, random erasing",
+    )
+    p.add_argument(
+        "--zoom",
+        type=float,
+        default=0.0,
+        help="with --augment: also rescale by a random factor in [1 - ZOOM, 1 + ZOOM]",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--patience", type=_positive_int, default=50, help="EarlyStopping patience in epochs")
     p.add_argument("--optimizer", default="adam", help="adam | adamw | sgd")
@@ -44,11 +52,18 @@ def _add_train_options(p: argparse.ArgumentParser, default_epochs: int) -> None:
     p.add_argument("--warmup-epochs", type=int, default=0)
     p.add_argument("--strategy", default="default", help="default | mirrored | multiworker (TF_CONFIG)")
     p.add_argument("--limit-train", type=_positive_int, default=None, help="use the first N training images")
-    p.add_argument("--full-train", action="store_true",
-                   help="train on all 60,000 (train + validation); no early stopping, and the "
-                        "validation figures are then not held out")
-    p.add_argument("--histograms", action=argparse.BooleanOptionalAction, default=True,
-                   help="TensorBoard weight and gradient histograms")
+    p.add_argument(
+        "--full-train",
+        action="store_true",
+        help="train on all 60,000 (train + validation); no early stopping, and the "
+        "validation figures are then not held out",
+    )
+    p.add_argument(
+        "--histograms",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="TensorBoard weight and gradient histograms",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
 
 
@@ -116,8 +131,12 @@ def _validation_accuracy(run: dict) -> float | None:
 
 
 def _member_training(run: dict) -> dict:
-    return {**run["config"], "epochs_run": run["epochs_run"], "best_epoch": run["best_epoch"],
-            "wall_time_s": run["wall_time_s"]}
+    return {
+        **run["config"],
+        "epochs_run": run["epochs_run"],
+        "best_epoch": run["best_epoch"],
+        "wall_time_s": run["wall_time_s"],
+    }
 
 
 def _finished_run(run_dir: Path) -> dict:
@@ -127,8 +146,9 @@ def _finished_run(run_dir: Path) -> dict:
     return json.loads(run_file.read_text())
 
 
-def _export_run(run_dir: Path, model_root: Path, version: int | None, temperature: float | None = None,
-                extra: dict | None = None) -> Path:
+def _export_run(
+    run_dir: Path, model_root: Path, version: int | None, temperature: float | None = None, extra: dict | None = None
+) -> Path:
     """Export a run as calibrate left it: its temperature, flip averaging, and ensemble members."""
     from training import data, export
     from training.train import load_best
@@ -146,15 +166,30 @@ def _export_run(run_dir: Path, model_root: Path, version: int | None, temperatur
         "test_accuracy": run["test_accuracy"],
         "train_accuracy": run["train_accuracy"],
         "training": _member_training(run),
-        **({"ensemble_members": [
-            {"run": str(p), "validation_accuracy": _validation_accuracy(r), "test_accuracy": r["test_accuracy"],
-             "training": _member_training(r), **({"unsure_only": True} if p in unsure_dirs else {})}
-            for p, r in zip([run_dir, *member_dirs, *unsure_dirs], [run, *member_runs])
-        ]} if member_dirs or unsure_dirs else {}),
+        **(
+            {
+                "ensemble_members": [
+                    {
+                        "run": str(p),
+                        "validation_accuracy": _validation_accuracy(r),
+                        "test_accuracy": r["test_accuracy"],
+                        "training": _member_training(r),
+                        **({"unsure_only": True} if p in unsure_dirs else {}),
+                    }
+                    for p, r in zip([run_dir, *member_dirs, *unsure_dirs], [run, *member_runs])
+                ]
+            }
+            if member_dirs or unsure_dirs
+            else {}
+        ),
         "dataset_source": dataset.source,
         "dataset_sha256": dataset.sha256,
         # calibrate measured what is served (flip averaging, every member): its accuracies replace run.json's
-        **{k: v for k, v in calibration.items() if k not in ("temperature", "ensemble_with", "unsure_with", "flip_below")},
+        **{
+            k: v
+            for k, v in calibration.items()
+            if k not in ("temperature", "ensemble_with", "unsure_with", "flip_below")
+        },
         **(extra or {}),
     }
     if temperature is None:
@@ -163,11 +198,18 @@ def _export_run(run_dir: Path, model_root: Path, version: int | None, temperatur
     evaluate_on = {"test": (dataset.x_test, dataset.y_test)}
     if not run["config"].get("full_train"):
         evaluate_on["validation"] = (split.x_val, split.y_val)
-    return export.export(load_best(run_dir), model_root, metadata, version=version, temperature=temperature,
-                         tta_flip=bool(calibration.get("tta_flip", False)), evaluate_on=evaluate_on,
-                         flip_below=calibration.get("flip_below"),
-                         ensemble_with=[load_best(p) for p in member_dirs],
-                         unsure_with=[load_best(p) for p in unsure_dirs])
+    return export.export(
+        load_best(run_dir),
+        model_root,
+        metadata,
+        version=version,
+        temperature=temperature,
+        tta_flip=bool(calibration.get("tta_flip", False)),
+        evaluate_on=evaluate_on,
+        flip_below=calibration.get("flip_below"),
+        ensemble_with=[load_best(p) for p in member_dirs],
+        unsure_with=[load_best(p) for p in unsure_dirs],
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -178,10 +220,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from training.calibrate import calibrate_run
 
-    result = calibrate_run(Path(args.run), Path(args.out) if args.out else None, tta_flip=args.tta_flip,
-                           ensemble_with=[Path(p) for p in args.ensemble_with],
-                           held_out_twin=Path(args.held_out_twin) if args.held_out_twin else None,
-                           flip_below=args.flip_below, unsure_with=[Path(p) for p in args.unsure_with])
+    result = calibrate_run(
+        Path(args.run),
+        Path(args.out) if args.out else None,
+        tta_flip=args.tta_flip,
+        ensemble_with=[Path(p) for p in args.ensemble_with],
+        held_out_twin=Path(args.held_out_twin) if args.held_out_twin else None,
+        flip_below=args.flip_below,
+        unsure_with=[Path(p) for p in args.unsure_with],
+    )
     print(json.dumps(result, indent=2))
     return 0
 
@@ -200,8 +247,10 @@ def cmd_model_card(args: argparse.Namespace) -> int:
     from training import benchmark, compare, export, model_card
 
     version_dir = Path(args.version_dir) if args.version_dir else benchmark.latest_version_dir(Path(args.model_root))
-    figures = {p: benchmark.images_per_second(version_dir, (1, 64, 256), 5.0, p)
-               for p in benchmark.exported_precisions(version_dir)}
+    figures = {
+        p: benchmark.images_per_second(version_dir, (1, 64, 256), 5.0, p)
+        for p in benchmark.exported_precisions(version_dir)
+    }
     print(benchmark.report(version_dir, figures))
     print(model_card.write_card(version_dir, Path(args.figures), Path(args.model_root) / "README.md", figures))
     if args.run:
@@ -245,8 +294,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--version-dir", default=None, help="default: the highest version under --model-root")
     p.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=[1, 8, 32, 64, 128, 256])
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per batch size")
-    p.add_argument("--precision", choices=("float32", "bfloat16"), action="append", default=None,
-                   help="signature(s) to time (repeatable); default: every one the version exports")
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        action="append",
+        default=None,
+        help="signature(s) to time (repeatable); default: every one the version exports",
+    )
     p.set_defaults(func=cmd_bench_model)
 
     p = subparsers.add_parser("model-card", help="write models/fashion-cnn/README.md from measurements")
@@ -260,19 +314,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("calibrate", help="temperature, ECE and the review threshold for a run")
     p.add_argument("--run", required=True)
     p.add_argument("--out", default=None, help="directory for the calibration figures (default: the run)")
-    p.add_argument("--tta-flip", action="store_true",
-                   help="serve the average of the image and its mirror (export follows calibration.json)")
-    p.add_argument("--flip-below", type=float, default=None, metavar="P",
-                   help="average in the mirror image only where the top-class probability (uncalibrated) is "
-                        "below P: most of --tta-flip's gain at a fraction of its cost")
-    p.add_argument("--ensemble-with", nargs="+", default=[], metavar="RUN",
-                   help="serve the mean logits of --run and these runs (same validation split)")
-    p.add_argument("--unsure-with", nargs="+", default=[], metavar="RUN",
-                   help="with --flip-below: these runs join the mean, on both views, for the images below P only "
-                        "(a second look that costs little, since few images are unsure)")
-    p.add_argument("--held-out-twin", default=None, metavar="RUN",
-                   help="for --full-train runs: take the temperature and review threshold of this calibrated "
-                        "run (with its --ensemble-with and --unsure-with), the same recipes trained without the validation split")
+    p.add_argument(
+        "--tta-flip",
+        action="store_true",
+        help="serve the average of the image and its mirror (export follows calibration.json)",
+    )
+    p.add_argument(
+        "--flip-below",
+        type=float,
+        default=None,
+        metavar="P",
+        help="average in the mirror image only where the top-class probability (uncalibrated) is "
+        "below P: most of --tta-flip's gain at a fraction of its cost",
+    )
+    p.add_argument(
+        "--ensemble-with",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="serve the mean logits of --run and these runs (same validation split)",
+    )
+    p.add_argument(
+        "--unsure-with",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="with --flip-below: these runs join the mean, on both views, for the images below P only "
+        "(a second look that costs little, since few images are unsure)",
+    )
+    p.add_argument(
+        "--held-out-twin",
+        default=None,
+        metavar="RUN",
+        help="for --full-train runs: take the temperature and review threshold of this calibrated "
+        "run (with its --ensemble-with and --unsure-with), the same recipes trained without the validation split",
+    )
     p.set_defaults(func=cmd_calibrate)
 
 

@@ -50,9 +50,11 @@ def write_tables(rows: list[dict], reports_dir: Path, note: str = "") -> dict:
     reports_dir = Path(reports_dir)
     order = {name: i for i, name in enumerate(architectures.ARCHITECTURES)}
     rows = sorted(rows, key=lambda r: order.get(r["arch"], len(order)))
-    best_study = select_best(rows, architectures.STUDY_ARCHITECTURES) if any(
-        r["arch"] in architectures.STUDY_ARCHITECTURES for r in rows
-    ) else None
+    best_study = (
+        select_best(rows, architectures.STUDY_ARCHITECTURES)
+        if any(r["arch"] in architectures.STUDY_ARCHITECTURES for r in rows)
+        else None
+    )
     payload = {"rows": rows, "selected_study_model": best_study["arch"] if best_study else None, "note": note}
     (reports_dir / COMPARISON_JSON).write_text(json.dumps(payload, indent=2) + "\n")
 
@@ -112,8 +114,9 @@ def add_result(result: RunResult, reports_dir: Path, note: str = "") -> dict:
     """Add or replace one model's row, keeping the rows others wrote meanwhile."""
     reports_dir = Path(reports_dir)
     (reports_dir / "curves").mkdir(parents=True, exist_ok=True)
-    report.learning_curves(result.history, reports_dir / "curves" / f"{result.config.arch}.png",
-                           title=result.config.arch)
+    report.learning_curves(
+        result.history, reports_dir / "curves" / f"{result.config.arch}.png", title=result.config.arch
+    )
     rows = {r["arch"]: r for r in load_rows(reports_dir)}
     rows[result.config.arch] = _row(result)
     return write_tables(list(rows.values()), reports_dir, note or _saved_note(reports_dir))

@@ -38,8 +38,14 @@ def write_report(data: FashionMNIST, out_dir: Path) -> list[Path]:
     (out_dir / "dataset_summary.json").write_text(json.dumps(facts, indent=2))
     written.append(out_dir / "dataset_summary.json")
 
-    lines = ["# Fashion-MNIST: exploration", "", f"Source: `{facts['source']}`", "",
-             "| array | shape | ndim | dtype | size |", "|---|---|---:|---|---:|"]
+    lines = [
+        "# Fashion-MNIST: exploration",
+        "",
+        f"Source: `{facts['source']}`",
+        "",
+        "| array | shape | ndim | dtype | size |",
+        "|---|---|---:|---|---:|",
+    ]
     for name in ("x_train", "y_train", "x_test", "y_test"):
         f = facts[name]
         lines.append(f"| {name} | {tuple(f['shape'])} | {f['ndim']} | {f['dtype']} | {f['size']:,} |")
@@ -54,8 +60,15 @@ def write_report(data: FashionMNIST, out_dir: Path) -> list[Path]:
             else f"not balanced: {min(counts):,} to {max(counts):,} images per class"
         )
         lines.append(f"\nThe {split} set is {verdict}.")
-    lines += ["", "![first training image](first_image.png)", "", "![first nine](samples_3x3.png)", "",
-              "![class distribution](class_distribution.png)", ""]
+    lines += [
+        "",
+        "![first training image](first_image.png)",
+        "",
+        "![first nine](samples_3x3.png)",
+        "",
+        "![class distribution](class_distribution.png)",
+        "",
+    ]
     (out_dir / "exploration.md").write_text("\n".join(lines))
     written.append(out_dir / "exploration.md")
     return written

@@ -70,8 +70,14 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def _write_savedmodel(keras_models: list, path: Path, temperature: float, tta_flip: bool = False,
-                      flip_below: float | None = None, unsure_models: list = ()) -> None:
+def _write_savedmodel(
+    keras_models: list,
+    path: Path,
+    temperature: float,
+    tta_flip: bool = False,
+    flip_below: float | None = None,
+    unsure_models: list = (),
+) -> None:
     import keras
     import tensorflow as tf
 
@@ -130,8 +136,9 @@ def _write_savedmodel(keras_models: list, path: Path, temperature: float, tta_fl
     archive.write_out(str(path), verbose=False)
 
 
-def measure_signatures(version_dir: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]],
-                       review_threshold: float | None = None) -> dict:
+def measure_signatures(
+    version_dir: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], review_threshold: float | None = None
+) -> dict:
     """Every exported signature on each (images, labels) split: its accuracy and, given a
     ``validation`` split, its own review threshold (chosen there as calibrate does) with the
     sorting figures it gives; the service applies the threshold of the precision it serves.
@@ -140,16 +147,25 @@ def measure_signatures(version_dir: Path, splits: dict[str, tuple[np.ndarray, np
 
     accuracy, sorting = {}, {}
     for precision in SIGNATURES:
-        probs = {name: predict_exported(version_dir, images, precision)["probabilities"] for name, (images, _) in splits.items()}
+        probs = {
+            name: predict_exported(version_dir, images, precision)["probabilities"]
+            for name, (images, _) in splits.items()
+        }
         accuracy[precision] = {
             name: float(np.mean(probs[name].argmax(1) == labels)) for name, (_, labels) in splits.items()
         }
-        threshold = (calibrate.choose_review_threshold(probs["validation"], splits["validation"][1])
-                     if "validation" in splits else review_threshold)
+        threshold = (
+            calibrate.choose_review_threshold(probs["validation"], splits["validation"][1])
+            if "validation" in splits
+            else review_threshold
+        )
         if threshold is not None:
             sorting[precision] = {
                 "review_threshold": threshold,
-                **{name: calibrate.sorting_figures(probs[name], labels, threshold) for name, (_, labels) in splits.items()},
+                **{
+                    name: calibrate.sorting_figures(probs[name], labels, threshold)
+                    for name, (_, labels) in splits.items()
+                },
             }
     return {"accuracy_by_precision": accuracy, **({"sorting_by_precision": sorting} if sorting else {})}
 
@@ -207,7 +223,7 @@ def export(
             "tta_flip": tta_flip,
             "flip_below": flip_below,
             "git_commit": git_commit(),
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             **measured,
             **metadata,
         }

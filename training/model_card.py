@@ -27,17 +27,29 @@ def _layer_table(arch: str) -> str:
     return "\n".join(lines)
 
 
-def _speed_table(images_per_s: dict[str, dict[int, float]], accuracy: dict[str, float], sorting: dict,
-                 threshold_label: str = "own, on validation") -> str:
+def _speed_table(
+    images_per_s: dict[str, dict[int, float]],
+    accuracy: dict[str, float],
+    sorting: dict,
+    threshold_label: str = "own, on validation",
+) -> str:
     precisions = list(images_per_s)
     lines = benchmark.table_lines(images_per_s)
     lines.append("| test accuracy | " + " | ".join(_pct(accuracy[p]) for p in precisions) + " |")
     if all(p in sorting for p in precisions):
-        lines.append(f"| review threshold ({threshold_label}) | "
-                     + " | ".join(f"{sorting[p]['review_threshold']:.4f}" for p in precisions) + " |")
-        lines.append("| test wrong-bin / review share | " + " | ".join(
-            f"{_pct(sorting[p]['test']['wrong_bin_rate'])} / {_pct(sorting[p]['test']['review_share'])}" for p in precisions
-        ) + " |")
+        lines.append(
+            f"| review threshold ({threshold_label}) | "
+            + " | ".join(f"{sorting[p]['review_threshold']:.4f}" for p in precisions)
+            + " |"
+        )
+        lines.append(
+            "| test wrong-bin / review share | "
+            + " | ".join(
+                f"{_pct(sorting[p]['test']['wrong_bin_rate'])} / {_pct(sorting[p]['test']['review_share'])}"
+                for p in precisions
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -47,8 +59,11 @@ def _recipe_text(members: list[dict]) -> str:
     for index, member in enumerate(members, 1):
         t = member["training"]
         zoom = f", random rescale by up to {100 * t['zoom']:g} %" if t.get("zoom") else ""
-        alone = ("trained on all 60,000" if member["validation_accuracy"] is None
-                 else f"validation {_pct(member['validation_accuracy'])} alone")
+        alone = (
+            "trained on all 60,000"
+            if member["validation_accuracy"] is None
+            else f"validation {_pct(member['validation_accuracy'])} alone"
+        )
         role = "unsure images only, " if member.get("unsure_only") else ""
         head = f"Member {index} (`{member['run']}`, {role}{alone}): " if len(members) > 1 else ""
         checkpoint = "training" if t.get("full_train") else "validation"
@@ -76,19 +91,27 @@ def _train_and_calibrate_commands(members: list[dict], calibrate_options: str) -
         )
     others = " ".join(m["run"] for m in members[1:] if not m.get("unsure_only"))
     unsure = " ".join(m["run"] for m in members if m.get("unsure_only"))
-    lines.append(f".venv/bin/garment-sorter calibrate --run {members[0]['run']}{calibrate_options}"
-                 + (f" --ensemble-with {others}" if others else "") + (f" --unsure-with {unsure}" if unsure else ""))
+    lines.append(
+        f".venv/bin/garment-sorter calibrate --run {members[0]['run']}{calibrate_options}"
+        + (f" --ensemble-with {others}" if others else "")
+        + (f" --unsure-with {unsure}" if unsure else "")
+    )
     return lines
 
 
-def _reproduce_text(members: list[dict], figures_dir: Path, tta: bool, twin_runs: list[str] = (),
-                    flip_below: float | None = None) -> str:
+def _reproduce_text(
+    members: list[dict], figures_dir: Path, tta: bool, twin_runs: list[str] = (), flip_below: float | None = None
+) -> str:
     flip = " --tta-flip" if tta else (f" --flip-below {flip_below:g}" if flip_below is not None else "")
     lines = []
     if twin_runs:  # the same recipes without the validation split, calibrated there first
-        twin = [{**m, "run": run, "training": {**m["training"], "full_train": False}} for run, m in zip(twin_runs, members)]
+        twin = [
+            {**m, "run": run, "training": {**m["training"], "full_train": False}} for run, m in zip(twin_runs, members)
+        ]
         lines += _train_and_calibrate_commands(twin, flip)
-        lines.append(f".venv/bin/garment-sorter export --run {twin_runs[0]}  # the twin ships too: its validation figures back the threshold")
+        lines.append(
+            f".venv/bin/garment-sorter export --run {twin_runs[0]}  # the twin ships too: its validation figures back the threshold"
+        )
         lines += _train_and_calibrate_commands(members, f" --out {figures_dir}{flip} --held-out-twin {twin_runs[0]}")
     else:
         lines += _train_and_calibrate_commands(members, f" --out {figures_dir}{flip}")
@@ -111,9 +134,12 @@ def write_card(
     meta = json.loads((version_dir / export.METADATA_FILE).read_text())
     dataset = data.load_fashion_mnist()
     accuracy_by_precision = {
-        precision: float(np.mean(
-            export.predict_exported(version_dir, dataset.x_test, precision)["probabilities"].argmax(1) == dataset.y_test
-        ))
+        precision: float(
+            np.mean(
+                export.predict_exported(version_dir, dataset.x_test, precision)["probabilities"].argmax(1)
+                == dataset.y_test
+            )
+        )
         for precision in images_per_s
     }
     probs = export.predict_exported(version_dir, dataset.x_test)["probabilities"]
@@ -124,7 +150,9 @@ def write_card(
     served_per_s = images_per_s.get(served, {})
     matrix = report.confusion_matrix(dataset.y_test, predicted)
     figures_dir.mkdir(parents=True, exist_ok=True)
-    report.confusion_matrix_plot(matrix, figures_dir / "confusion_matrix.png", title=f"fashion-cnn v{meta['version']}: test")
+    report.confusion_matrix_plot(
+        matrix, figures_dir / "confusion_matrix.png", title=f"fashion-cnn v{meta['version']}: test"
+    )
     report.prediction_grid(dataset.x_test, dataset.y_test, predicted, figures_dir / "prediction_grid.png")
     rel = Path("../..") / figures_dir  # the card lives in models/fashion-cnn/
     training = meta["training"]
@@ -142,7 +170,9 @@ def write_card(
     tta_text = (
         "\nServed with flip averaging: the logits of the image and of its mirror image are averaged inside\n"
         "the graph (garments are left-right symmetric), so every figure below includes it, at twice the\n"
-        "compute of one pass." if tta else ""
+        "compute of one pass."
+        if tta
+        else ""
     )
     members = meta.get("ensemble_members", [])
     unsure = sum(1 for m in members if m.get("unsure_only"))
@@ -159,8 +189,10 @@ def write_card(
     # run.json measured the train split through one network and one view: only then is it the served figure
     train_text = "" if (members or tta or flip_below is not None) else f"; train split {_pct(meta['train_accuracy'])}"
     if twin:
-        accuracy_text = (f"trained on validation too; its held-out twin `{', '.join(twin['runs'])}` scored "
-                         f"{_pct(twin['validation_accuracy'])} on validation and {_pct(twin['test_accuracy'])} on test")
+        accuracy_text = (
+            f"trained on validation too; its held-out twin `{', '.join(twin['runs'])}` scored "
+            f"{_pct(twin['validation_accuracy'])} on validation and {_pct(twin['test_accuracy'])} on test"
+        )
         split_text = (
             "Trained on all 60,000 training images (train + validation) with the recipe chosen on validation.\n"
             f"Its held-out twin (`{', '.join(twin['runs'])}`: the same recipes and seeds trained on the 50,000\n"
@@ -170,41 +202,46 @@ def write_card(
         temperature_text = "Temperature fitted on validation by the held-out twin by minimising NLL"
     else:
         accuracy_text = f"validation {_pct(meta['validation_accuracy'])}{train_text}"
-        split_text = ("Trained on the 50,000-image train split only (not retrained on all 60,000: the validation split stays\n"
-                      "clean for calibration and the review threshold).")
+        split_text = (
+            "Trained on the 50,000-image train split only (not retrained on all 60,000: the validation split stays\n"
+            "clean for calibration and the review threshold)."
+        )
         temperature_text = "Temperature fitted on validation by minimising NLL"
     if members:
         averaged = len(members) - unsure
-        late = (f"member {len(members)} joins" if unsure == 1 else f"members {averaged + 1}-{len(members)} join")
+        late = f"member {len(members)} joins" if unsure == 1 else f"members {averaged + 1}-{len(members)} join"
         tta_text += (
             f"\nServed as an ensemble of {len(members)} independently trained networks of this architecture\n"
             f"({meta['params'] // len(members):,} parameters each, {meta['params']:,} in all): the graph averages\n"
-            + (f"the logits of the first {averaged} for every image; {late} that average (both views)\n"
-               f"only where the first {averaged} are unsure (p < {flip_below:g}, as for the mirror view): a second look\n"
-               "where answers change, at little cost since few images are unsure. Every figure below is the ensemble's."
-               if unsure else "their logits, so every figure below is the ensemble's.")
+            + (
+                f"the logits of the first {averaged} for every image; {late} that average (both views)\n"
+                f"only where the first {averaged} are unsure (p < {flip_below:g}, as for the mirror view): a second look\n"
+                "where answers change, at little cost since few images are unsure. Every figure below is the ensemble's."
+                if unsure
+                else "their logits, so every figure below is the ensemble's."
+            )
         )
 
-    text = f"""# fashion-cnn (version {meta['version']})
+    text = f"""# fashion-cnn (version {meta["version"]})
 
-The production garment classifier the service loads (`models/fashion-cnn/{meta['version']}/`, TensorFlow
+The production garment classifier the service loads (`models/fashion-cnn/{meta["version"]}/`, TensorFlow
 SavedModel, signature `serving_default`: `images` uint8 [None, 28, 28, 1], garment bright on black ->
 `probabilities` (temperature-scaled) and `logits`, float32 [None, 10]). Every figure below was measured
 from the exported SavedModel or the training run, by the commands at the end.
 
 ## Data
 Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 70,000 28x28 grayscale product images in ten balanced
-classes, read from the four original IDX files (`{meta.get('dataset_source', '')}`, sha256 in
+classes, read from the four original IDX files (`{meta.get("dataset_source", "")}`, sha256 in
 `metadata.json`). The 60,000 training images are split, seeded and stratified, into 50,000 train and
 10,000 validation; every choice (architecture, epoch, temperature, review threshold) was made on
 validation. The 10,000 test images were used for these reports only.
 
-## Architecture: {meta['params']:,} parameters
+## Architecture: {meta["params"]:,} parameters
 VGG-style: three blocks of two 3x3 conv (no bias) -> BatchNorm -> ReLU at {widths} channels,
 2x2 max-pool between blocks, global average pooling, Dropout 0.3, Dense(10). The exported graph scales
 uint8 by 1/255 inside the graph and folds each BatchNorm into its convolution.{tta_text}
 
-{_layer_table(meta['architecture'])}
+{_layer_table(meta["architecture"])}
 
 ## Training recipe
 {_recipe_text(members or [{"training": training, "validation_accuracy": meta["validation_accuracy"]}])}
@@ -217,59 +254,77 @@ The study's best model scored 90.47 %.
 
 {report.per_class_table(matrix)}
 
-![confusion matrix]({rel / 'confusion_matrix.png'})
+![confusion matrix]({rel / "confusion_matrix.png"})
 
-![predictions]({rel / 'prediction_grid.png'})
+![predictions]({rel / "prediction_grid.png"})
 
 ## Calibration
-{temperature_text}: **T = {meta['temperature']:.4f}**, baked into
+{temperature_text}: **T = {meta["temperature"]:.4f}**, baked into
 `probabilities`. Expected calibration error (15 equal-width bins):
 
 | split | before | after |
 |---|---:|---:|
-| {validation_label} | {_pct(held_out['ece_validation_before'])} | {_pct(held_out['ece_validation_after'])} |
-| test | {_pct(meta['ece_test_before'])} | {_pct(meta['ece_test_after'])} |
+| {validation_label} | {_pct(held_out["ece_validation_before"])} | {_pct(held_out["ece_validation_after"])} |
+| test | {_pct(meta["ece_test_before"])} | {_pct(meta["ece_test_after"])} |
 
-![reliability]({rel / 'reliability.png'})
+![reliability]({rel / "reliability.png"})
 
 ## Warehouse sorting
-Seasons: summer = {', '.join(seasons['summer'])}; winter = {', '.join(seasons['winter'])};
-all-season = {', '.join(seasons['all-season'])}. A bin's confidence is the sum of its classes'
+Seasons: summer = {", ".join(seasons["summer"])}; winter = {", ".join(seasons["winter"])};
+all-season = {", ".join(seasons["all-season"])}. A bin's confidence is the sum of its classes'
 probabilities; the item goes to the bin with the largest mass, or to manual review when that mass is
-below **review_threshold = {meta['review_threshold']:.4f}** (the smallest review share that keeps wrong-bin
+below **review_threshold = {meta["review_threshold"]:.4f}** (the smallest review share that keeps wrong-bin
 items <= 1 % of all items on validation{", chosen by the held-out twin" if twin else ""}).
 
 | split | season accuracy | review share | wrong-bin (of all items) |
 |---|---:|---:|---:|
-| {validation_label} | {_pct(sorting_val['season_accuracy'])} | {_pct(sorting_val['review_share'])} | {_pct(sorting_val['wrong_bin_rate'])} |
-| test | {_pct(sorting_test['season_accuracy'])} | {_pct(sorting_test['review_share'])} | {_pct(sorting_test['wrong_bin_rate'])} |
+| {validation_label} | {_pct(sorting_val["season_accuracy"])} | {_pct(sorting_val["review_share"])} | {
+        _pct(sorting_val["wrong_bin_rate"])
+    } |
+| test | {_pct(sorting_test["season_accuracy"])} | {_pct(sorting_test["review_share"])} | {
+        _pct(sorting_test["wrong_bin_rate"])
+    } |
 
-![risk-coverage]({rel / 'risk_coverage.png'})
+![risk-coverage]({rel / "risk_coverage.png"})
 
 ## Speed
 Inference through the exported signatures on {benchmark.machine()}; `serving_default` computes in
 float32, `serving_bfloat16` in bfloat16 with the same weights (float32 logits layer). The service serves
 bfloat16 where the CPU has AVX512-BF16 or AMX (as here) and float32 elsewhere (`SORTER_PRECISION`),
-{"both with the twin's float32 review threshold" if twin else "each with the review threshold chosen on validation for its own outputs"}.
+{
+        "both with the twin's float32 review threshold"
+        if twin
+        else "each with the review threshold chosen on validation for its own outputs"
+    }.
 
-{_speed_table(images_per_s, accuracy_by_precision, meta.get("sorting_by_precision", {}),
-              "the twin's, for both" if twin else "own, on validation")}
+{
+        _speed_table(
+            images_per_s,
+            accuracy_by_precision,
+            meta.get("sorting_by_precision", {}),
+            "the twin's, for both" if twin else "own, on validation",
+        )
+    }
 
 ## Against the targets
 | target | measured | met |
 |---|---:|:---:|
 | test accuracy >= 95.0 % | {_pct(test_accuracy)} | {_yes(test_accuracy >= 0.95)} |
-| parameters <= 1.5 M | {meta['params']:,} | {_yes(meta['params'] <= 1_500_000)} |
-| CPU images/s at batch 256 >= 5,000 ({served}) | {served_per_s.get(256, float('nan')):,.0f} | {_yes(served_per_s.get(256, 0) >= 5000)} |
-| test ECE after calibration <= 1.5 % | {_pct(meta['ece_test_after'])} | {_yes(meta['ece_test_after'] <= 0.015)} |
-| test wrong-bin <= 1.0 % | {_pct(sorting_test['wrong_bin_rate'])} | {_yes(sorting_test['wrong_bin_rate'] <= 0.01)} |
-| test review share <= 5 % | {_pct(sorting_test['review_share'])} | {_yes(sorting_test['review_share'] <= 0.05)} |
+| parameters <= 1.5 M | {meta["params"]:,} | {_yes(meta["params"] <= 1_500_000)} |
+| CPU images/s at batch 256 >= 5,000 ({served}) | {served_per_s.get(256, float("nan")):,.0f} | {
+        _yes(served_per_s.get(256, 0) >= 5000)
+    } |
+| test ECE after calibration <= 1.5 % | {_pct(meta["ece_test_after"])} | {_yes(meta["ece_test_after"] <= 0.015)} |
+| test wrong-bin <= 1.0 % | {_pct(sorting_test["wrong_bin_rate"])} | {_yes(sorting_test["wrong_bin_rate"] <= 0.01)} |
+| test review share <= 5 % | {_pct(sorting_test["review_share"])} | {_yes(sorting_test["review_share"] <= 0.05)} |
 
 ## Known weaknesses
 - Shirt is the hardest class ({_pct(report.per_class_accuracy(matrix)[6])}): it is confused with
   T-shirt/top, Pullover and Coat. Shirt vs T-shirt/top crosses seasons (all-season vs summer), so these
   items dominate manual review.
-- Pullover vs Coat ({_pct(report.per_class_accuracy(matrix)[2])} / {_pct(report.per_class_accuracy(matrix)[4])}) are confused with each
+- Pullover vs Coat ({_pct(report.per_class_accuracy(matrix)[2])} / {
+        _pct(report.per_class_accuracy(matrix)[4])
+    }) are confused with each
   other, but both are winter, so the season bin is usually right anyway.
 - Trained on centred, catalogue-style 28x28 product shots: photos far from that (cluttered background,
   several items, worn garments, classes outside the ten) are out of distribution; the service's
@@ -283,8 +338,15 @@ damage inspection, not for classes outside the ten.
 
 ## Reproduce
 ```bash
-{_reproduce_text(members or [{"run": meta.get("run", "runs/fashion-cnn"), "training": training}], figures_dir, tta,
-                 twin["runs"] if twin else (), flip_below)}
+{
+        _reproduce_text(
+            members or [{"run": meta.get("run", "runs/fashion-cnn"), "training": training}],
+            figures_dir,
+            tta,
+            twin["runs"] if twin else (),
+            flip_below,
+        )
+    }
 ```
 """
     card_path.write_text(text)

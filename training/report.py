@@ -116,8 +116,15 @@ def confusion_matrix_plot(matrix: np.ndarray, path: Path, title: str = "") -> Pa
     threshold = matrix.max() / 2
     for i in range(NUM_CLASSES):
         for j in range(NUM_CLASSES):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if matrix[i, j] > threshold else "black",
+            )
     ax.set_xticks(range(NUM_CLASSES), CLASS_NAMES, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(NUM_CLASSES), [f"{n} ({a:.1%})" for n, a in zip(CLASS_NAMES, accuracy)], fontsize=8)
     ax.set_xlabel("predicted")

@@ -64,9 +64,18 @@ class TrainConfig:
             (self.learning_rate > 0, f"--learning-rate must be > 0 (got {self.learning_rate})"),
             (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})"),
             (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy})"),
-            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer})"),
-            (self.lr_schedule in ("constant", "cosine"), f"--lr-schedule must be constant or cosine (got {self.lr_schedule})"),
-            (self.limit_train is None or self.limit_train >= 10, f"--limit-train must be >= 10 (got {self.limit_train})"),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer})",
+            ),
+            (
+                self.lr_schedule in ("constant", "cosine"),
+                f"--lr-schedule must be constant or cosine (got {self.lr_schedule})",
+            ),
+            (
+                self.limit_train is None or self.limit_train >= 10,
+                f"--limit-train must be >= 10 (got {self.limit_train})",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -194,7 +203,12 @@ def train(
         model.compile(optimizer=_optimizer(config, steps_per_epoch), loss=loss, metrics=["accuracy"])
 
     train_ds = data.make_dataset(
-        x_train, y_train, global_batch, shuffle=True, augment=config.augment, seed=config.seed,
+        x_train,
+        y_train,
+        global_batch,
+        shuffle=True,
+        augment=config.augment,
+        seed=config.seed,
         zoom=config.zoom,
     )
     val_ds = data.make_dataset(split.x_val, split.y_val, 1024)

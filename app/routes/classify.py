@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import Field, TypeAdapter, ValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import Field, TypeAdapter, ValidationError
 from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -41,21 +41,41 @@ _AS_OF_DOC = "Date (ISO) the zone is decided for; default today"
 _ITEM_ID_DOC = "Echoed back as item_id (the form field wins)"
 QUERY_PARAMETERS: list[dict[str, Any]] = [
     {
-        "name": "top_k", "in": "query", "required": False, "description": _TOP_K_DOC,
-        "schema": {"anyOf": [{"type": "integer", "maximum": TOP_K_MAX, "minimum": TOP_K_MIN}, {"type": "null"}],
-                   "description": _TOP_K_DOC, "title": "Top K"},
+        "name": "top_k",
+        "in": "query",
+        "required": False,
+        "description": _TOP_K_DOC,
+        "schema": {
+            "anyOf": [{"type": "integer", "maximum": TOP_K_MAX, "minimum": TOP_K_MIN}, {"type": "null"}],
+            "description": _TOP_K_DOC,
+            "title": "Top K",
+        },
     },
     {
-        "name": "as_of", "in": "query", "required": False, "description": _AS_OF_DOC,
-        "schema": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}],
-                   "description": _AS_OF_DOC, "examples": ["2025-07-01"], "title": "As Of"},
+        "name": "as_of",
+        "in": "query",
+        "required": False,
+        "description": _AS_OF_DOC,
+        "schema": {
+            "anyOf": [{"type": "string", "format": "date"}, {"type": "null"}],
+            "description": _AS_OF_DOC,
+            "examples": ["2025-07-01"],
+            "title": "As Of",
+        },
     },
-]  # fmt: skip
+]
 ITEM_ID_HEADER: dict[str, Any] = {
-    "name": "X-Item-Id", "in": "header", "required": False, "description": _ITEM_ID_DOC,
-    "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": _ITEM_ID_DOC, **_ITEM_ID_SCHEMA,
-               "title": "X-Item-Id"},
-}  # fmt: skip
+    "name": "X-Item-Id",
+    "in": "header",
+    "required": False,
+    "description": _ITEM_ID_DOC,
+    "schema": {
+        "anyOf": [{"type": "string"}, {"type": "null"}],
+        "description": _ITEM_ID_DOC,
+        **_ITEM_ID_SCHEMA,
+        "title": "X-Item-Id",
+    },
+}
 SECURITY = [{"APIKeyHeader": []}]
 
 
@@ -107,12 +127,16 @@ CLASSIFY_BODY = {
                     "type": "object",
                     "required": ["file"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP, GIF, BMP or TIFF"},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "JPEG, PNG, WebP, GIF, BMP or TIFF",
+                        },
                         "item_id": {"type": "string", **_ITEM_ID_SCHEMA, "description": "Echoed back"},
                     },
                 }
             },
-            **{media: _IMAGE_BODY for media in IMAGE_TYPES},
+            **dict.fromkeys(IMAGE_TYPES, _IMAGE_BODY),
         },
     }
 }

@@ -39,8 +39,19 @@ def resolve(requirements: list[str]) -> list[tuple[str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-             "--only-binary=:all:", "--report", str(report), *requirements],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--dry-run",
+                "--ignore-installed",
+                "--only-binary=:all:",
+                "--report",
+                str(report),
+                *requirements,
+            ],
             check=True,
         )
         installed = json.loads(report.read_text())["install"]
@@ -50,8 +61,12 @@ def resolve(requirements: list[str]) -> list[tuple[str, str]]:
 def main() -> None:
     # Environment markers are evaluated against the running interpreter, so resolve on the
     # image's platform (the project's own venv on a Linux x86_64 machine) rather than faking it.
-    here = (platform.python_implementation(), f"{sys.version_info.major}.{sys.version_info.minor}",
-            sys.platform, platform.machine())
+    here = (
+        platform.python_implementation(),
+        f"{sys.version_info.major}.{sys.version_info.minor}",
+        sys.platform,
+        platform.machine(),
+    )
     if here != ("CPython", PYTHON_VERSION, "linux", "x86_64"):
         sys.exit(f"run this with CPython {PYTHON_VERSION} on linux x86_64 (the image's platform), not {here}")
     pins = resolve([*runtime_requirements(), TENSORFLOW])

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from service_helpers import READY_TIMEOUT_S, ControlledModel
 
 from app import bench
 from app.config import load_settings
 from app.main import create_app
 from app.model import TensorFlowModel, find_version, load_tensorflow_model
-from service_helpers import READY_TIMEOUT_S, ControlledModel
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = Path(os.environ.get("SORTER_MODEL_DIR", REPO / "models" / "fashion-cnn"))

@@ -26,7 +26,6 @@ def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-
 class ControlledModel:
     """The real model behind a gate: tests decide when a batch may run, or make it fail."""
 
@@ -57,7 +56,6 @@ class ControlledModel:
             error, self.fail_next = self.fail_next, None
             raise error
         return self.inner.predict(images)
-
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -11,17 +11,25 @@ import numpy as np
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
+from service_helpers import encode, png, wait_until
 
-from app import bench
 from app.config import DEFAULT_POLICY_FILE
 from app.policy import load_policy
 from app.schemas import BatchResponse, ClassifyResponse, ModelInfo, PolicyInfo
-from service_helpers import encode, png, wait_until
 
 RESULT_FIELDS = {
-    "class_id", "label", "confidence", "top_k", "season", "bin", "zone",
-    "needs_review", "model", "item_id", "timings_ms",
-}  # fmt: skip
+    "class_id",
+    "label",
+    "confidence",
+    "top_k",
+    "season",
+    "bin",
+    "zone",
+    "needs_review",
+    "model",
+    "item_id",
+    "timings_ms",
+}
 KEY_A, KEY_B = "a" * 16 + "-scanner-one", "b" * 16 + "-scanner-two"
 
 
@@ -61,7 +69,11 @@ def expected_result(tf_model, policy, image: np.ndarray, on: dt.date, top_k: int
         "label": tf_model.class_names[class_id],
         "confidence": pytest.approx(float(probabilities[class_id]), abs=1e-6),
         "top_k": [
-            {"class_id": int(c), "label": tf_model.class_names[c], "probability": pytest.approx(float(probabilities[c]), abs=1e-6)}
+            {
+                "class_id": int(c),
+                "label": tf_model.class_names[c],
+                "probability": pytest.approx(float(probabilities[c]), abs=1e-6),
+            }
             for c in order
         ],
         "season": decision.season,
@@ -94,9 +106,11 @@ def test_classify_multipart_with_item_id(client, tf_model, policy, test_set):
     image = test_set[0][0]
     on = dt.date(2025, 7, 1)
     response = client.post(
-        "/classify", params={"as_of": on.isoformat()}, files={"file": ("boot.png", png(image), "image/png")},
+        "/classify",
+        params={"as_of": on.isoformat()},
+        files={"file": ("boot.png", png(image), "image/png")},
         data={"item_id": "SKU-1"},
-    )  # fmt: skip
+    )
     assert response.status_code == 200, response.text
     check_result(response.json(), expected_result(tf_model, policy, image, on), "SKU-1")
 
@@ -108,9 +122,11 @@ def test_classify_raw_body_in_every_format(client, tf_model, policy, test_set, f
     data = encode(Image.fromarray(image), fmt, **({"lossless": True} if fmt == "WEBP" else {}))
     # The Content-Type only has to say "an image": the format is read from the bytes.
     response = client.post(
-        "/classify", params={"as_of": on.isoformat()}, content=data,
+        "/classify",
+        params={"as_of": on.isoformat()},
+        content=data,
         headers={"Content-Type": "image/jpeg", "X-Item-Id": f"raw-{fmt}"},
-    )  # fmt: skip
+    )
     assert response.status_code == 200, response.text
     decoded = np.asarray(Image.open(__import__("io").BytesIO(data)).convert("L"))
     check_result(response.json(), expected_result(tf_model, policy, decoded, on), f"raw-{fmt}")
@@ -118,16 +134,21 @@ def test_classify_raw_body_in_every_format(client, tf_model, policy, test_set, f
 
 def test_form_item_id_wins_over_header_and_top_k(client, test_set):
     response = client.post(
-        "/classify", params={"top_k": 10}, files={"file": ("x.png", png(test_set[0][2]), "image/png")},
-        data={"item_id": "from-form"}, headers={"X-Item-Id": "from-header"},
-    )  # fmt: skip
+        "/classify",
+        params={"top_k": 10},
+        files={"file": ("x.png", png(test_set[0][2]), "image/png")},
+        data={"item_id": "from-form"},
+        headers={"X-Item-Id": "from-header"},
+    )
     body = response.json()
     assert body["item_id"] == "from-form"
     assert len(body["top_k"]) == 10 and sorted(e["class_id"] for e in body["top_k"]) == list(range(10))
     assert sum(e["probability"] for e in body["top_k"]) == pytest.approx(1.0, abs=1e-5)
     probabilities = [e["probability"] for e in body["top_k"]]
     assert probabilities == sorted(probabilities, reverse=True)
-    one = client.post("/classify", params={"top_k": 1}, content=png(test_set[0][2]), headers={"Content-Type": "image/png"})
+    one = client.post(
+        "/classify", params={"top_k": 1}, content=png(test_set[0][2]), headers={"Content-Type": "image/png"}
+    )
     assert one.json()["top_k"] == body["top_k"][:1] and one.json()["item_id"] is None
 
 
@@ -138,8 +159,9 @@ def test_zone_follows_as_of_date(client, tf_model, test_set):
     index = next(i for i, p in enumerate(probabilities) if p.argmax() in (2, 4) and p[[2, 4, 9]].sum() > 0.9)
     zones = {}
     for date in ("2025-01-15", "2025-07-15"):
-        body = client.post("/classify", params={"as_of": date}, content=png(images[index]),
-                           headers={"Content-Type": "image/png"}).json()  # fmt: skip
+        body = client.post(
+            "/classify", params={"as_of": date}, content=png(images[index]), headers={"Content-Type": "image/png"}
+        ).json()
         assert body["season"] == "winter" and body["bin"] == "BIN-W"
         zones[date] = body["zone"]
     assert zones == {"2025-01-15": "forward", "2025-07-15": "reserve"}
@@ -157,7 +179,9 @@ def test_batch_results_in_input_order_with_per_item_errors(client, tf_model, pol
         ("files", ("2.jpg", encode(Image.fromarray(images[2]), "JPEG", quality=100), "image/jpeg")),
     ]
     item_ids = [("item_id", f"id-{i}") for i in range(len(files))]
-    response = client.post("/classify/batch", params={"as_of": on.isoformat()}, files=files, data=dict(item_id=[v for _, v in item_ids]))
+    response = client.post(
+        "/classify/batch", params={"as_of": on.isoformat()}, files=files, data=dict(item_id=[v for _, v in item_ids])
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     BatchResponse.model_validate(body)
@@ -167,8 +191,13 @@ def test_batch_results_in_input_order_with_per_item_errors(client, tf_model, pol
     assert [r["index"] for r in results] == list(range(6))
     assert [r["filename"] for r in results] == ["0.png", "note.txt", "1.png", "empty.png", "cut.png", "2.jpg"]
     assert [r["error"]["code"] if r["error"] else None for r in results] == [
-        None, "not_an_image", None, "empty_image", "corrupt_image", None,
-    ]  # fmt: skip
+        None,
+        "not_an_image",
+        None,
+        "empty_image",
+        "corrupt_image",
+        None,
+    ]
     assert [r["error"]["status"] for r in results if r["error"]] == [415, 400, 415]
     assert all((r["result"] is None) == (r["error"] is not None) for r in results)
     check_result(results[0]["result"], expected_result(tf_model, policy, images[0], on), "id-0")
@@ -235,12 +264,25 @@ def test_docs_page_and_its_assets_are_served_without_internet(client):
 def test_docs_and_openapi_describe_both_body_kinds(client):
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/classify"]["post"]["requestBody"]["content"]
-    assert {"multipart/form-data", "image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"} <= set(body)
+    assert {
+        "multipart/form-data",
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "image/bmp",
+        "image/tiff",
+    } <= set(body)
     assert body["multipart/form-data"]["schema"]["required"] == ["file"]
     responses = spec["paths"]["/classify"]["post"]["responses"]
     assert {"200", "400", "413", "415", "422", "500", "503", "504"} <= set(responses)
     assert responses["200"]["content"]["application/json"]["example"]["label"] == "Ankle boot"
-    assert "files" in spec["paths"]["/classify/batch"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert (
+        "files"
+        in spec["paths"]["/classify/batch"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"][
+            "properties"
+        ]
+    )
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -253,35 +295,76 @@ def strict(make_client):
 def test_bad_input_statuses_and_codes(client, test_set):
     image = png(test_set[0][0])
     post = client.post
-    assert_error(post("/classify", content=b"", headers={"Content-Type": "image/png"}), 400, "empty_image",
-                 "The image is empty (0 bytes).")  # fmt: skip
+    assert_error(
+        post("/classify", content=b"", headers={"Content-Type": "image/png"}),
+        400,
+        "empty_image",
+        "The image is empty (0 bytes).",
+    )
     assert_error(post("/classify", files={"file": ("e.png", b"", "image/png")}), 400, "empty_image")
     assert_error(post("/classify", content=b"plain words", headers={"Content-Type": "image/png"}), 415, "not_an_image")
     assert_error(post("/classify", content=image[:50], headers={"Content-Type": "image/png"}), 415, "corrupt_image")
     ico = encode(Image.new("RGB", (32, 32)), "ICO")
-    assert_error(post("/classify", content=ico, headers={"Content-Type": "image/x-icon"}), 415, "unsupported_image_format")
-    assert_error(post("/classify", content=image, headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type")
+    assert_error(
+        post("/classify", content=ico, headers={"Content-Type": "image/x-icon"}), 415, "unsupported_image_format"
+    )
+    assert_error(
+        post("/classify", content=image, headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type"
+    )
     assert_error(post("/classify", content=image), 415, "unsupported_media_type")
-    assert_error(post("/classify", files={"photo": ("x.png", image, "image/png")}), 422, "missing_field",
-                 "The multipart field 'file' is required.")  # fmt: skip
+    assert_error(
+        post("/classify", files={"photo": ("x.png", image, "image/png")}),
+        422,
+        "missing_field",
+        "The multipart field 'file' is required.",
+    )
     assert_error(post("/classify", data={"file": "just text"}, files={"other": ("x", b"x")}), 422, "missing_field")
     two = [("file", ("a.png", image, "image/png")), ("file", ("b.png", image, "image/png"))]
     assert_error(post("/classify", files=two), 413, "too_many_files")
-    assert_error(post("/classify", content=b"--x\r\ngarbage", headers={"Content-Type": "multipart/form-data"}), 400,
-                 "malformed_multipart", "The multipart body cannot be parsed: Missing boundary in multipart.")  # fmt: skip
-    assert_error(post("/classify", content=b"no parts here", headers={"Content-Type": "multipart/form-data; boundary=zz"}),
-                 400, "malformed_multipart", "The multipart body cannot be parsed: Invalid multipart data.")  # fmt: skip
-    assert_error(post("/classify", params={"top_k": 0}, content=image, headers={"Content-Type": "image/png"}), 422,
-                 "validation_error", "query.top_k: Input should be greater than or equal to 1")  # fmt: skip
-    assert_error(post("/classify", params={"as_of": "July"}, content=image, headers={"Content-Type": "image/png"}),
-                 422, "validation_error")  # fmt: skip
-    assert_error(post("/classify", content=image, headers={"Content-Type": "image/png", "X-Item-Id": "x" * 129}), 422,
-                 "validation_error", "item_id: at most 128 characters")  # fmt: skip
-    assert_error(post("/classify/batch", content=image, headers={"Content-Type": "image/png"}), 415, "unsupported_media_type")
-    assert_error(post("/classify/batch", files={"note": (None, "no files")}), 422, "missing_field",
-                 "The multipart field 'files' is required.")  # fmt: skip
-    assert_error(post("/classify/batch", files=[("files", ("a.png", image))], data={"item_id": ["1", "2"]}), 422,
-                 "validation_error", "item_id: 2 item_id fields for 1 files")  # fmt: skip
+    assert_error(
+        post("/classify", content=b"--x\r\ngarbage", headers={"Content-Type": "multipart/form-data"}),
+        400,
+        "malformed_multipart",
+        "The multipart body cannot be parsed: Missing boundary in multipart.",
+    )
+    assert_error(
+        post("/classify", content=b"no parts here", headers={"Content-Type": "multipart/form-data; boundary=zz"}),
+        400,
+        "malformed_multipart",
+        "The multipart body cannot be parsed: Invalid multipart data.",
+    )
+    assert_error(
+        post("/classify", params={"top_k": 0}, content=image, headers={"Content-Type": "image/png"}),
+        422,
+        "validation_error",
+        "query.top_k: Input should be greater than or equal to 1",
+    )
+    assert_error(
+        post("/classify", params={"as_of": "July"}, content=image, headers={"Content-Type": "image/png"}),
+        422,
+        "validation_error",
+    )
+    assert_error(
+        post("/classify", content=image, headers={"Content-Type": "image/png", "X-Item-Id": "x" * 129}),
+        422,
+        "validation_error",
+        "item_id: at most 128 characters",
+    )
+    assert_error(
+        post("/classify/batch", content=image, headers={"Content-Type": "image/png"}), 415, "unsupported_media_type"
+    )
+    assert_error(
+        post("/classify/batch", files={"note": (None, "no files")}),
+        422,
+        "missing_field",
+        "The multipart field 'files' is required.",
+    )
+    assert_error(
+        post("/classify/batch", files=[("files", ("a.png", image))], data={"item_id": ["1", "2"]}),
+        422,
+        "validation_error",
+        "item_id: 2 item_id fields for 1 files",
+    )
     assert_error(client.get("/nowhere"), 404, "not_found")
     assert_error(client.get("/classify"), 405, "method_not_allowed")
 
@@ -291,8 +374,12 @@ def test_limits(strict, test_set):
     big = np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8)  # ~4.2 kB as PNG, incompressible
     big_png = png(big)
     assert len(big_png) > 4096
-    assert_error(post("/classify", content=big_png, headers={"Content-Type": "image/png"}), 413, "body_too_large",
-                 "The request body exceeds the limit of 4096 bytes.")  # fmt: skip
+    assert_error(
+        post("/classify", content=big_png, headers={"Content-Type": "image/png"}),
+        413,
+        "body_too_large",
+        "The request body exceeds the limit of 4096 bytes.",
+    )
 
     def chunks():  # no Content-Length: the limit is enforced on the streamed bytes
         for start in range(0, len(big_png), 1000):
@@ -301,8 +388,12 @@ def test_limits(strict, test_set):
     assert_error(post("/classify", content=chunks(), headers={"Content-Type": "image/png"}), 413, "body_too_large")
     assert_error(post("/classify", files={"file": ("b.png", big_png, "image/png")}), 413, "body_too_large")
     wide = encode(Image.new("L", (200, 60), 255), "PNG")  # 12,000 pixels > 10,000
-    assert_error(post("/classify", content=wide, headers={"Content-Type": "image/png"}), 413, "image_too_large",
-                 "The image is 200x60 = 12000 pixels; the limit is 10000 pixels.")  # fmt: skip
+    assert_error(
+        post("/classify", content=wide, headers={"Content-Type": "image/png"}),
+        413,
+        "image_too_large",
+        "The image is 200x60 = 12000 pixels; the limit is 10000 pixels.",
+    )
     small = png(test_set[0][0])
     five = [("files", (f"{i}.png", small, "image/png")) for i in range(5)]
     assert_error(post("/classify/batch", files=five), 413, "too_many_files", "Too many files; at most 4 per request.")
@@ -436,7 +527,9 @@ def test_api_keys(make_client, test_set):
     response = client.post("/classify", content=data, headers=headers)
     assert_error(response, 401, "unauthorized", "A valid X-API-Key header is required.")
     assert response.headers["WWW-Authenticate"] == "ApiKey"
-    assert_error(client.post("/classify", content=data, headers={**headers, "X-API-Key": KEY_A + "x"}), 401, "unauthorized")
+    assert_error(
+        client.post("/classify", content=data, headers={**headers, "X-API-Key": KEY_A + "x"}), 401, "unauthorized"
+    )
     for key in (KEY_A, KEY_B):
         assert client.post("/classify", content=data, headers={**headers, "X-API-Key": key}).status_code == 200
     assert_error(client.get("/v1/model"), 401, "unauthorized")

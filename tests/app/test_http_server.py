@@ -8,7 +8,6 @@ import io
 import signal
 import socket
 import threading
-import time
 
 import httpx
 import numpy as np
@@ -16,11 +15,11 @@ import pytest
 import uvicorn
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
+from service_helpers import png, wait_until
 
 from app import bench
 from app.config import load_settings
 from app.main import create_app
-from service_helpers import png, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +40,14 @@ def test_200_concurrent_requests_are_all_answered_correctly(server, test_set, pr
     async def fire() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
-            return await asyncio.gather(*(
-                client.post("/classify", content=png(image),
-                            headers={"Content-Type": "image/png", "X-Item-Id": f"item-{i}"})
-                for i, image in enumerate(images)
-            ))  # fmt: skip
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/classify", content=png(image), headers={"Content-Type": "image/png", "X-Item-Id": f"item-{i}"}
+                    )
+                    for i, image in enumerate(images)
+                )
+            )
 
     responses = asyncio.run(fire())
     assert [r.status_code for r in responses] == [200] * 200
@@ -106,8 +108,9 @@ def test_a_client_that_hangs_up_is_dropped_before_inference(threaded_server, con
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(
             b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-            + f"Content-Length: {len(data)}\r\n\r\n".encode() + data
-        )  # fmt: skip
+            + f"Content-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
         wait_until(lambda: service.batcher.queue_depth == 1)
     wait_until(lambda: service.inflight == 1)  # the hung-up request was answered (499) and left
     controlled.gate.set()
@@ -132,10 +135,16 @@ def test_sigterm_drains_accepted_work_then_exits_zero(model_dir, test_set, predi
     server = bench.start_server({"SORTER_MODEL_DIR": str(model_dir), "SORTER_DRAIN_TIMEOUT_S": "30"})
     try:
         outcome: list[httpx.Response] = []
-        worker = threading.Thread(target=lambda: outcome.append(
-            httpx.post(server.url + "/classify/batch", content=slow_upload(), headers={"Content-Type": content_type},
-                       timeout=60)
-        ))  # fmt: skip
+        worker = threading.Thread(
+            target=lambda: outcome.append(
+                httpx.post(
+                    server.url + "/classify/batch",
+                    content=slow_upload(),
+                    headers={"Content-Type": content_type},
+                    timeout=60,
+                )
+            )
+        )
         worker.start()
         wait_until(lambda: scrape(server.url).get(("garment_sorter_inflight_requests", ()), 0) == 1, timeout_s=30)
         server.process.send_signal(signal.SIGTERM)
@@ -162,15 +171,19 @@ def test_malformed_multipart_bodies_are_answered_not_logged(server):
     """Each gets its 400; none adds a parser warning to the log (a client must not flood it)."""
     before = server.log()
     bodies = [
-        b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n\r\nabc\r\n--b--\r\ntrailing junk",
-        b"garbage before\r\n--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc\r\n--b--\r\n",
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\nabc\r\n--b--\r\ntrailing junk',
+        b'garbage before\r\n--b\r\nContent-Disposition: form-data; name="file"\r\n\r\nabc\r\n--b--\r\n',
         b"--b\r\nBroken-Header\r\n\r\nabc\r\n--b--\r\n",
     ]
     codes = []
     for body in bodies * 5:
-        response = httpx.post(server.url + "/classify", content=body,
-                              headers={"Content-Type": "multipart/form-data; boundary=b"}, timeout=10)
+        response = httpx.post(
+            server.url + "/classify",
+            content=body,
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+            timeout=10,
+        )
         codes.append((response.status_code, response.json()["code"]))
     assert all(status in (400, 415, 422) for status, _ in codes), codes
-    added = server.log()[len(before):]
+    added = server.log()[len(before) :]
     assert "python_multipart" not in added and "WARNING" not in added, added

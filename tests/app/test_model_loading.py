@@ -104,7 +104,9 @@ def test_a_savedmodel_with_the_wrong_signature_is_refused(tmp_path, model_dir):
     metadata = json.loads((find_version(model_dir) / "metadata.json").read_text())
     metadata.pop("signatures", None)  # only serving_default here
     (version / "metadata.json").write_text(json.dumps(metadata))
-    with pytest.raises(ModelError, match=r"input 'images' must be uint8 \[None, 28, 28, 1\], is float32 \[None, 28, 28\]"):
+    with pytest.raises(
+        ModelError, match=r"input 'images' must be uint8 \[None, 28, 28, 1\], is float32 \[None, 28, 28\]"
+    ):
         load_tensorflow_model(tmp_path, 8)
 
 

@@ -4,8 +4,8 @@ in both hemispheres, and every kind of invalid policy file refused with a messag
 from __future__ import annotations
 
 import copy
-import re
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +34,17 @@ def policy():
 
 def test_default_policy_maps_each_class_to_its_season(policy):
     expected = {
-        "T-shirt/top": "summer", "Dress": "summer", "Sandal": "summer",
-        "Pullover": "winter", "Coat": "winter", "Ankle boot": "winter",
-        "Trouser": "all-season", "Shirt": "all-season", "Sneaker": "all-season", "Bag": "all-season",
-    }  # fmt: skip
+        "T-shirt/top": "summer",
+        "Dress": "summer",
+        "Sandal": "summer",
+        "Pullover": "winter",
+        "Coat": "winter",
+        "Ankle boot": "winter",
+        "Trouser": "all-season",
+        "Shirt": "all-season",
+        "Sneaker": "all-season",
+        "Bag": "all-season",
+    }
     assert {c: policy.season_of_class(i).name for i, c in enumerate(CLASSES)} == expected
     assert {s.name: s.bin for s in policy.seasons} == {"summer": "BIN-S", "winter": "BIN-W", "all-season": "BIN-A"}
     assert policy.review_bin == "REVIEW"
@@ -116,32 +123,46 @@ def _without_class(doc, season, cls):
 
 
 INVALID = {
-    "class mapped twice": (lambda d: d["seasons"]["winter"]["classes"].append("Shirt") or d,
-                           "class 'Shirt' is mapped more than once ('winter' and 'all-season')"),
+    "class mapped twice": (
+        lambda d: d["seasons"]["winter"]["classes"].append("Shirt") or d,
+        "class 'Shirt' is mapped more than once ('winter' and 'all-season')",
+    ),
     "class not mapped": (lambda d: _without_class(d, "all-season", "Bag"), "class(es) ['Bag'] are not mapped"),
-    "unknown class": (lambda d: d["seasons"]["summer"]["classes"].append("Swimsuit") or d,
-                      "season 'summer': unknown class 'Swimsuit'"),
+    "unknown class": (
+        lambda d: d["seasons"]["summer"]["classes"].append("Swimsuit") or d,
+        "season 'summer': unknown class 'Swimsuit'",
+    ),
     "season without bin": (lambda d: d["seasons"]["winter"].pop("bin") and d, "season 'winter' has no bin"),
     "empty bin": (lambda d: d["seasons"]["winter"].update(bin="  ") or d, "season 'winter' has no bin"),
-    "shared bin": (lambda d: d["seasons"]["winter"].update(bin="BIN-S") or d,
-                   "bin code(s) ['BIN-S'] are used more than once"),
+    "shared bin": (
+        lambda d: d["seasons"]["winter"].update(bin="BIN-S") or d,
+        "bin code(s) ['BIN-S'] are used more than once",
+    ),
     "review bin reused": (lambda d: d.update(review_bin="BIN-A") or d, "bin code(s) ['BIN-A']"),
     "no review bin": (lambda d: d.pop("review_bin") and d, "review_bin must be a non-empty string"),
-    "month twice": (lambda d: d["seasons"]["winter"]["months"].append(4) or d,
-                    "month 4 belongs to two seasons ('summer' and 'winter')"),
+    "month twice": (
+        lambda d: d["seasons"]["winter"]["months"].append(4) or d,
+        "month 4 belongs to two seasons ('summer' and 'winter')",
+    ),
     "month missing": (lambda d: d["seasons"]["winter"]["months"].remove(1) or d, "month(s) [1] belong to no season"),
-    "month out of range": (lambda d: d["seasons"]["winter"]["months"].append(13) or d,
-                           "season 'winter': months must be a list of integers 1..12"),
+    "month out of range": (
+        lambda d: d["seasons"]["winter"]["months"].append(13) or d,
+        "season 'winter': months must be a list of integers 1..12",
+    ),
     "bad hemisphere": (lambda d: d.update(hemisphere="eastern") or d, "hemisphere must be 'northern' or 'southern'"),
     "threshold above 1": (lambda d: d.update(review_threshold=1.5) or d, "review_threshold must be a number in [0, 1]"),
     "threshold text": (lambda d: d.update(review_threshold="high") or d, "review_threshold must be a number"),
     "unknown top-level key": (lambda d: d.update(bins={}) or d, "unknown key(s) ['bins']"),
-    "unknown season key": (lambda d: d["seasons"]["summer"].update(colour="red") or d,
-                           "season 'summer' has unknown key(s) ['colour']"),
+    "unknown season key": (
+        lambda d: d["seasons"]["summer"].update(colour="red") or d,
+        "season 'summer' has unknown key(s) ['colour']",
+    ),
     "no seasons": (lambda d: d.update(seasons={}) or d, "seasons must be a non-empty mapping"),
-    "classes not a list": (lambda d: d["seasons"]["summer"].update(classes="Dress") or d,
-                           "season 'summer': classes must be a list"),
-}  # fmt: skip
+    "classes not a list": (
+        lambda d: d["seasons"]["summer"].update(classes="Dress") or d,
+        "season 'summer': classes must be a list",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", INVALID)

@@ -56,8 +56,12 @@ def test_all_test_set_images_pass_through_bit_exact(test_set):
 def test_dataset_image_stored_as_rgb_or_other_lossless_format_passes_through(test_set):
     image = test_set[0][1]
     gray = Image.fromarray(image, "L")
-    for data in (encode(gray.convert("RGB"), "PNG"), encode(gray, "BMP"), encode(gray, "TIFF"),
-                 encode(gray, "WEBP", lossless=True)):  # fmt: skip
+    for data in (
+        encode(gray.convert("RGB"), "PNG"),
+        encode(gray, "BMP"),
+        encode(gray, "TIFF"),
+        encode(gray, "WEBP", lossless=True),
+    ):
         assert np.array_equal(run(data), image)
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from service_helpers import png
 
 from app import bench
-from service_helpers import png
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,9 +20,12 @@ REPO = Path(__file__).resolve().parents[2]
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
-    )  # fmt: skip
+    )
 
 
 def test_classify_photos_locally(tmp_path, model_dir, tf_model, test_set):
@@ -68,7 +71,9 @@ def test_serve_refuses_bad_configuration_before_starting(env, message):
 
 def test_serve_refuses_a_bad_policy_file(tmp_path, model_dir):
     policy = tmp_path / "policy.yaml"
-    policy.write_text((REPO / "contract" / "policy.yaml").read_text().replace("[Trouser, Shirt", "[Trouser, Coat, Shirt"))
+    policy.write_text(
+        (REPO / "contract" / "policy.yaml").read_text().replace("[Trouser, Shirt", "[Trouser, Coat, Shirt")
+    )
     done = cli("serve", "--port", "1", env={"SORTER_POLICY_FILE": str(policy), "SORTER_MODEL_DIR": str(model_dir)})
     assert done.returncode == 2
     assert done.stderr.strip() == (

@@ -144,7 +144,10 @@ class Server:
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
             [str(script), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def log(self) -> str:

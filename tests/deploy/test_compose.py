@@ -10,7 +10,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from deploy_helpers import DEPLOY, REPO, duration_s, load_yaml, project_version, sorter_env_fields
 
 COMPOSE = DEPLOY / "compose.yaml"
@@ -116,7 +115,7 @@ def container_path(service: dict, path: str) -> Path:
     for volume in service["volumes"]:
         source, target, *_ = volume.split(":")
         if path == target or path.startswith(target + "/"):
-            return (DEPLOY / source).resolve() / path[len(target):].lstrip("/")
+            return (DEPLOY / source).resolve() / path[len(target) :].lstrip("/")
     raise AssertionError(f"{path} is not under any mount")
 
 

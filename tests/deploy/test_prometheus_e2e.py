@@ -15,11 +15,18 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
-
 from deploy_helpers import (
-    DEPLOY, RULES_FILE, SERVICE_METRICS, Server, free_port, load_yaml, png, require_tool, served_model_dir,
+    DEPLOY,
+    RULES_FILE,
+    SERVICE_METRICS,
+    Server,
+    free_port,
+    load_yaml,
+    png,
+    require_tool,
+    served_model_dir,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.slow
 
@@ -58,9 +65,16 @@ def prometheus(server, tmp_path_factory):
     port = free_port()
     log = open(workdir / "prometheus.log", "wb")
     process = subprocess.Popen(
-        [exe, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+        [
+            exe,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     api = Prometheus(f"http://127.0.0.1:{port}", process, workdir / "prometheus.log")
     try:
@@ -124,6 +138,7 @@ def traffic(server, prometheus) -> dict:
     whole burst would be invisible to rate() (ratios 0/0 = NaN)."""
     singles, batches, empties = [], [], []
     with httpx.Client(base_url=server.url, timeout=30) as client:
+
         def single(i: int) -> httpx.Response:
             return client.post("/classify", files={"file": (f"{i}.png", png(i), "image/png")})
 
@@ -139,9 +154,12 @@ def traffic(server, prometheus) -> dict:
         batches.append(batch(0))
         empties.append(empty())
         prometheus.wait_until(
-            lambda: prometheus.query('garment_sorter_requests_total{route=~"/classify.*"}', by=("route", "status"))
-            == {("/classify", "200"): 1, ("/classify/batch", "200"): 1, ("/classify", "400"): 1},
-            30, "the scrape of the first requests",
+            lambda: (
+                prometheus.query('garment_sorter_requests_total{route=~"/classify.*"}', by=("route", "status"))
+                == {("/classify", "200"): 1, ("/classify/batch", "200"): 1, ("/classify", "400"): 1}
+            ),
+            30,
+            "the scrape of the first requests",
         )
         with ThreadPoolExecutor(16) as pool:
             singles += pool.map(single, range(1, SINGLE))
@@ -152,9 +170,12 @@ def traffic(server, prometheus) -> dict:
     assert all(r.json()["failed"] == 0 and r.json()["count"] == BATCH_FILES for r in batches)
     assert [(r.status_code, r.json()["code"]) for r in empties] == [(400, "empty_image")] * EMPTY
     prometheus.wait_until(
-        lambda: prometheus.query('garment_sorter_requests_total{route="/classify", status="200"}') == {(): SINGLE}
-        and prometheus.query('garment_sorter_requests_total{route="/classify", status="400"}') == {(): EMPTY},
-        30, "a scrape after the traffic",
+        lambda: (
+            prometheus.query('garment_sorter_requests_total{route="/classify", status="200"}') == {(): SINGLE}
+            and prometheus.query('garment_sorter_requests_total{route="/classify", status="400"}') == {(): EMPTY}
+        ),
+        30,
+        "a scrape after the traffic",
     )
     return {"singles": singles, "batches": batches}
 
@@ -223,9 +244,12 @@ def test_predictions_rejections_and_model_info(prometheus, traffic):
 
 def test_recording_rules_evaluate_on_the_real_series(prometheus, traffic):
     prometheus.wait_until(
-        lambda: set(prometheus.query("garment_sorter:requests:rate5m", by=("route",)))
-        == {("/classify",), ("/classify/batch",)},
-        20, "the recording rules",
+        lambda: (
+            set(prometheus.query("garment_sorter:requests:rate5m", by=("route",)))
+            == {("/classify",), ("/classify/batch",)}
+        ),
+        20,
+        "the recording rules",
     )
     assert prometheus.query("garment_sorter:request_errors:ratio_rate5m") == {(): 0.0}
     p99 = prometheus.query("garment_sorter:request_duration_seconds:p99_rate5m", by=("route",))

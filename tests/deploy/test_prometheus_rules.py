@@ -7,9 +7,17 @@ import re
 import shutil
 
 import pytest
-
 from deploy_helpers import (
-    DEPLOY, DOCS, REPO, RULE_TESTS_DIR, RULES_FILE, SERVICE_METRICS, load_yaml, metric_families, require_tool, run,
+    DEPLOY,
+    DOCS,
+    REPO,
+    RULE_TESTS_DIR,
+    RULES_FILE,
+    SERVICE_METRICS,
+    load_yaml,
+    metric_families,
+    require_tool,
+    run,
 )
 
 PROMETHEUS_DIR = DEPLOY / "prometheus"
@@ -56,8 +64,10 @@ def test_promtool_test_rules():
     [
         ("garment_sorter:request_errors:ratio_rate5m > 0.01", "garment_sorter:request_errors:ratio_rate5m > 0.05"),
         ("garment_sorter_queue_capacity) > 0.5", "garment_sorter_queue_capacity) >= 0.5"),
-        ('/\n          sum(rate(garment_sorter_requests_total{route=~"/classify.*"}[5m]))',
-         '/\n          sum(rate(garment_sorter_requests_total[5m]))'),
+        (
+            '/\n          sum(rate(garment_sorter_requests_total{route=~"/classify.*"}[5m]))',
+            "/\n          sum(rate(garment_sorter_requests_total[5m]))",
+        ),
         ("        for: 1m\n", "        for: 5m\n"),
     ],
     ids=["error-threshold", "backlog-boundary", "probe-traffic-counted", "down-for"],
@@ -78,16 +88,16 @@ def test_rule_tests_catch_a_changed_rule(tmp_path, find, replace):
 def test_issue_alerts_are_present(alerts):
     # Issue 5 asks for: error ratio, queue saturation, p99 above the SLO, instance down.
     assert {
-        "GarmentSorterHighErrorRatio", "GarmentSorterQueueSaturated", "GarmentSorterLatencyP99AboveSLO",
+        "GarmentSorterHighErrorRatio",
+        "GarmentSorterQueueSaturated",
+        "GarmentSorterLatencyP99AboveSLO",
         "GarmentSorterInstanceDown",
     } <= set(alerts)
     assert len(alerts) == 9
 
 
 def test_every_alert_has_severity_texts_and_a_runbook_section(alerts):
-    headings = {
-        slug(line.lstrip("#").strip()) for line in DOCS.read_text().splitlines() if line.startswith("#")
-    }
+    headings = {slug(line.lstrip("#").strip()) for line in DOCS.read_text().splitlines() if line.startswith("#")}
     for name, alert in alerts.items():
         assert alert["labels"]["severity"] in {"critical", "warning"}, name
         assert set(alert["annotations"]) == {"summary", "description", "runbook_url"}, name
@@ -111,8 +121,13 @@ def test_rules_read_only_the_service_metrics(rules):
     for rule in rules:
         used |= metric_families(rule["expr"])
     assert used <= set(SERVICE_METRICS) | {"up"}, used - set(SERVICE_METRICS)
-    assert {"garment_sorter_requests_total", "garment_sorter_request_duration_seconds",
-            "garment_sorter_queue_depth", "garment_sorter_rejections_total", "up"} <= used
+    assert {
+        "garment_sorter_requests_total",
+        "garment_sorter_request_duration_seconds",
+        "garment_sorter_queue_depth",
+        "garment_sorter_rejections_total",
+        "up",
+    } <= used
 
 
 def test_review_rule_uses_the_policy_review_bin():

@@ -40,14 +40,16 @@ def verdict(data: bytes) -> tuple[int, str | None]:
                 return 413, "image_too_large"
             try:
                 image.load()
-            except Exception:  # noqa: BLE001 - any decoder failure: corrupt
+            except Exception:
                 return 415, "corrupt_image"
             if image.mode == "F" and not np.isfinite(np.asarray(image)).all():
                 return 415, "corrupt_image"  # NaN or infinity: a broken sensor's frame, not a photo
     except Image.DecompressionBombError:
         return 413, "image_too_large"
-    except Exception:  # noqa: BLE001 - unreadable: damaged if it starts like an image we accept
-        return 415, "corrupt_image" if data.startswith(SIGNATURES) or data[:4] + data[8:12] == b"RIFFWEBP" else "not_an_image"
+    except Exception:
+        return 415, "corrupt_image" if data.startswith(SIGNATURES) or data[:4] + data[
+            8:12
+        ] == b"RIFFWEBP" else "not_an_image"
     return 200, None
 
 
@@ -187,10 +189,22 @@ def odd_mode(kind: str, width: int, height: int, seed: int) -> bytes:
 
 
 ODD_MODES = (
-    "cmyk_jpeg", "cmyk_tiff", "png16", "palette_alpha_png", "rgba_png", "la_png", "transparent_webp",
-    "bilevel_tiff", "bilevel_bmp", "float_tiff", "int32_tiff", "gray_jpeg_progressive", "ycbcr_tiff_jpeg",
-    "uniform_white_png", "uniform_black_gif",
-)  # fmt: skip
+    "cmyk_jpeg",
+    "cmyk_tiff",
+    "png16",
+    "palette_alpha_png",
+    "rgba_png",
+    "la_png",
+    "transparent_webp",
+    "bilevel_tiff",
+    "bilevel_bmp",
+    "float_tiff",
+    "int32_tiff",
+    "gray_jpeg_progressive",
+    "ycbcr_tiff_jpeg",
+    "uniform_white_png",
+    "uniform_black_gif",
+)
 
 
 def exif_rotated(fmt: str, orientation: int, width: int, height: int, seed: int) -> bytes:

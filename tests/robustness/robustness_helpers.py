@@ -41,9 +41,17 @@ START_TIMEOUT_S = 120.0
 API_KEY = "robustness-suite-key-0123456789"  # the shared server runs keyed, as production may
 KEYED = {"SORTER_API_KEYS": API_KEY, "SORTER_METRICS_REQUIRE_KEY": "true"}
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 # --- servers ------------------------------------------------------------------------------------
@@ -91,8 +99,6 @@ def serving(env: dict[str, str], wait_for: str = "/readyz") -> Iterator[bench.Se
         server.log_path.unlink(missing_ok=True)
         # A clean SIGTERM drain exits 0; anything else (a crash under test) must not pass unseen.
         assert code == 0, f"server exited with {code}:\n{log[-3000:]}"
-
-
 
 
 # --- metrics ------------------------------------------------------------------------------------

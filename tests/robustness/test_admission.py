@@ -36,9 +36,8 @@ def test_admit_counts_announced_and_queued_images_against_the_bound() -> None:
         drops = Drops()
         batcher = Batcher(held, max_batch_size=4, max_queue=4, observer=drops)
         # Announced only (being decoded): two requests of two fill the bound.
-        with batcher.admit(2), batcher.admit(2):
-            with pytest.raises(QueueFull):
-                batcher.admit(1)
+        with batcher.admit(2), batcher.admit(2), pytest.raises(QueueFull):
+            batcher.admit(1)
         with batcher.admit(4):  # leaving the contexts gave every slot back
             pass
         await batcher.start()

@@ -185,6 +185,7 @@ def test_clients_that_disconnect_give_back_their_queue_slots(fault_server: bench
         reject_s.append(extra.latency_s)
         for connection in leaving:
             connection.abort()
+
         def inflight_is(n: int):
             return lambda s: metric(s, "garment_sorter_inflight_requests") == n
 
@@ -235,8 +236,9 @@ def test_readyz_stays_503_with_the_reason_when_warm_up_fails(failing_model_dir: 
         assert status == 503 and body["code"] == "warmup_failed" and FAILURE_MESSAGE in body["detail"]
         import httpx
 
-        response = httpx.post(server.url + "/classify", content=png_l(clean_image(1)),
-                              headers={"Content-Type": "image/png"}, timeout=10)  # fmt: skip
+        response = httpx.post(
+            server.url + "/classify", content=png_l(clean_image(1)), headers={"Content-Type": "image/png"}, timeout=10
+        )
         assert (response.status_code, response.json()["code"]) == (503, "not_ready")
         assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200  # alive, just not ready
         assert metric(scrape(server), "garment_sorter_ready") == 0

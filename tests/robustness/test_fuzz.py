@@ -152,15 +152,40 @@ def polyglot(draw) -> Payload:
 
 
 images = st.one_of(
-    random_bytes(), truncated(), foreign_format(), tiny(), extreme_aspect(), decompression_bomb(), twenty_k_bomb(),
-    animated(), odd_mode(), exif_rotated(), polyglot(), st.just(Payload("zero bytes", b"", (400, "empty_image"))),
-)  # fmt: skip
+    random_bytes(),
+    truncated(),
+    foreign_format(),
+    tiny(),
+    extreme_aspect(),
+    decompression_bomb(),
+    twenty_k_bomb(),
+    animated(),
+    odd_mode(),
+    exif_rotated(),
+    polyglot(),
+    st.just(Payload("zero bytes", b"", (400, "empty_image"))),
+)
 
 ODD_FILENAMES = st.one_of(
     st.text(alphabet=st.characters(codec="utf-8", exclude_characters='"\r\n\\'), max_size=60),
-    st.sampled_from(["", "../../etc/passwd", "..\\..\\boot.ini", "con.png", "a b;c=d.png", "\u202egnp.exe",
-                     "😀" * 30, "x" * 200, "nul\x00byte.png", ".png", "-", "%00.png", "$(reboot).png"]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "",
+            "../../etc/passwd",
+            "..\\..\\boot.ini",
+            "con.png",
+            "a b;c=d.png",
+            "\u202egnp.exe",
+            "😀" * 30,
+            "x" * 200,
+            "nul\x00byte.png",
+            ".png",
+            "-",
+            "%00.png",
+            "$(reboot).png",
+        ]
+    ),
+)
 
 
 # --- the wire -----------------------------------------------------------------------------------
@@ -204,9 +229,23 @@ def classify_requests(draw) -> Request:
     way = draw(st.sampled_from(["raw", "raw", "multipart", "multipart", "bad type", "framing", "headers"]))
     headers = {"X-API-Key": API_KEY}
     if way == "raw":
-        content_type = draw(st.sampled_from(["image/jpeg", "image/png", "IMAGE/WEBP", "image/gif; charset=x",
-                                             "image/bmp", "image/tiff", "image/svg+xml", "image/x-anything"]))  # fmt: skip
-        return Request("/classify", body.data, {**headers, "Content-Type": content_type}, body.expect, f"raw {body.kind}")
+        content_type = draw(
+            st.sampled_from(
+                [
+                    "image/jpeg",
+                    "image/png",
+                    "IMAGE/WEBP",
+                    "image/gif; charset=x",
+                    "image/bmp",
+                    "image/tiff",
+                    "image/svg+xml",
+                    "image/x-anything",
+                ]
+            )
+        )
+        return Request(
+            "/classify", body.data, {**headers, "Content-Type": content_type}, body.expect, f"raw {body.kind}"
+        )
     if way == "multipart":
         filename = draw(ODD_FILENAMES)
         item_id = draw(st.one_of(st.none(), st.text(max_size=140)))
@@ -218,38 +257,82 @@ def classify_requests(draw) -> Request:
             expect = (400, "malformed_multipart")
         elif expect[0] == 400:  # empty image: refused before the item_id is looked at
             pass
-        elif item_id is not None and item_id != "" and (len(item_id) > 128 or any(0 <= ord(c) < 32 or 127 <= ord(c) < 160 for c in item_id)):
+        elif (
+            item_id is not None
+            and item_id != ""
+            and (len(item_id) > 128 or any(0 <= ord(c) < 32 or 127 <= ord(c) < 160 for c in item_id))
+        ):
             expect = (422, "validation_error")
-        return Request("/classify", multipart(parts), {**headers, "Content-Type": MULTIPART}, expect,
-                       f"multipart {body.kind}", item_id=item_id or None)  # fmt: skip
+        return Request(
+            "/classify",
+            multipart(parts),
+            {**headers, "Content-Type": MULTIPART},
+            expect,
+            f"multipart {body.kind}",
+            item_id=item_id or None,
+        )
     if way == "bad type":
-        content_type = draw(st.sampled_from([None, "", "text/plain", "application/octet-stream", "application/json",
-                                             "image", "imagepng", "application/x-www-form-urlencoded"]))  # fmt: skip
+        content_type = draw(
+            st.sampled_from(
+                [
+                    None,
+                    "",
+                    "text/plain",
+                    "application/octet-stream",
+                    "application/json",
+                    "image",
+                    "imagepng",
+                    "application/x-www-form-urlencoded",
+                ]
+            )
+        )
         if content_type is not None:
             headers["Content-Type"] = content_type
-        return Request("/classify", body.data, headers, (415, "unsupported_media_type"), f"content type {content_type!r}")
+        return Request(
+            "/classify", body.data, headers, (415, "unsupported_media_type"), f"content type {content_type!r}"
+        )
     if way == "framing":
         tiny_png = H.encode(H.photo(1, 1, 0), "PNG")  # the framing is refused whatever the image
         shape = draw(st.sampled_from(["many files", "many fields", "wrong field", "no boundary", "cut short"]))
         if shape == "many files":
             count = draw(st.integers(2, 400))
             data = multipart([part("file", tiny_png, f"{i}.png") for i in range(count)])
-            return Request("/classify", data, {**headers, "Content-Type": MULTIPART}, (413, "too_many_files"), f"{count} files")
+            return Request(
+                "/classify", data, {**headers, "Content-Type": MULTIPART}, (413, "too_many_files"), f"{count} files"
+            )
         if shape == "many fields":
             count = draw(st.integers(10, 400))
             data = multipart([part(f"field{i}", b"x") for i in range(count)] + [part("file", tiny_png, "a.png")])
-            return Request("/classify", data, {**headers, "Content-Type": MULTIPART}, (400, "malformed_multipart"), f"{count} fields")
+            return Request(
+                "/classify",
+                data,
+                {**headers, "Content-Type": MULTIPART},
+                (400, "malformed_multipart"),
+                f"{count} fields",
+            )
         if shape == "wrong field":
             data = multipart([part("image", body.data, "a.png")])
-            return Request("/classify", data, {**headers, "Content-Type": MULTIPART}, (422, "missing_field"), "no 'file' field")
+            return Request(
+                "/classify", data, {**headers, "Content-Type": MULTIPART}, (422, "missing_field"), "no 'file' field"
+            )
         if shape == "no boundary":
-            return Request("/classify", body.data, {**headers, "Content-Type": "multipart/form-data"},
-                           (400, "malformed_multipart"), "multipart without boundary")  # fmt: skip
+            return Request(
+                "/classify",
+                body.data,
+                {**headers, "Content-Type": "multipart/form-data"},
+                (400, "malformed_multipart"),
+                "multipart without boundary",
+            )
         # An upload cut short: the closing delimiter (and maybe more) never came.
         whole = multipart([part("file", body.data, "a.png")])
         cut = draw(st.integers(len(BOUNDARY) + 4, len(whole) - 3))
-        return Request("/classify", whole[:cut], {**headers, "Content-Type": MULTIPART},
-                       (400, "malformed_multipart"), "multipart cut short")  # fmt: skip
+        return Request(
+            "/classify",
+            whole[:cut],
+            {**headers, "Content-Type": MULTIPART},
+            (400, "malformed_multipart"),
+            "multipart cut short",
+        )
     # headers: X-Item-Id of every length, hundreds of extra headers, or a head past the limit
     shape = draw(st.sampled_from(["item id", "many headers", "oversized"]))
     if shape == "oversized":
@@ -288,13 +371,28 @@ def batch_requests(draw) -> Request:
         items = [(Payload("tiny PNG", tiny_png, (200, None)), f"{i}.png") for i in range(count)]
         if count > MAX_BATCH_FILES:
             data = multipart([part("files", p.data, name) for p, name in items])
-            return Request("/classify/batch", data, {"X-API-Key": API_KEY, "Content-Type": MULTIPART},
-                           (413, "too_many_files"), f"batch of {count} files")  # fmt: skip
+            return Request(
+                "/classify/batch",
+                data,
+                {"X-API-Key": API_KEY, "Content-Type": MULTIPART},
+                (413, "too_many_files"),
+                f"batch of {count} files",
+            )
     else:
-        items = draw(st.lists(st.tuples(images, ODD_FILENAMES.filter(lambda f: header_line_fits(f, "files"))), min_size=1, max_size=12))
+        items = draw(
+            st.lists(
+                st.tuples(images, ODD_FILENAMES.filter(lambda f: header_line_fits(f, "files"))), min_size=1, max_size=12
+            )
+        )
     parts = [part("files", payload.data, filename) for payload, filename in items]
-    return Request("/classify/batch", multipart(parts), {"X-API-Key": API_KEY, "Content-Type": MULTIPART},
-                   (200, None), f"batch of {len(items)}", items=items)  # fmt: skip
+    return Request(
+        "/classify/batch",
+        multipart(parts),
+        {"X-API-Key": API_KEY, "Content-Type": MULTIPART},
+        (200, None),
+        f"batch of {len(items)}",
+        items=items,
+    )
 
 
 # --- sending and checking -----------------------------------------------------------------------
@@ -386,8 +484,10 @@ def fuzzed(server: bench.Server, tally: Tally):
     yield Wire(port_of(server))
     rss_after = rss_bytes(server.process.pid)
     after = scrape(server)
-    print(f"\nfuzz: {sum(tally.bodies.values())} bodies ({dict(tally.bodies)}); RSS {rss_before / 2**20:.0f} MiB before, "
-          f"{rss_after / 2**20:.0f} MiB after; slowest answer {tally.slowest[0] * 1000:.0f} ms ({tally.slowest[1]})")  # fmt: skip
+    print(
+        f"\nfuzz: {sum(tally.bodies.values())} bodies ({dict(tally.bodies)}); RSS {rss_before / 2**20:.0f} MiB before, "
+        f"{rss_after / 2**20:.0f} MiB after; slowest answer {tally.slowest[0] * 1000:.0f} ms ({tally.slowest[1]})"
+    )
     print("fuzz answers:", dict(sorted(tally.statuses.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))))
     print("fuzz kinds:", len(tally.kinds), "distinct")
     server_errors = {
@@ -440,8 +540,10 @@ def test_batch_answers_every_item_exactly(fuzzed: Wire, tally: Tally, request: R
     elapsed = time.perf_counter() - started
     body = json.loads(raw)
     if request.expect[0] != 200:  # refused as a whole: none of its files was looked at
-        assert (status, body) == (413, {"detail": f"Too many files; at most {MAX_BATCH_FILES} per request.",
-                                        "code": "too_many_files"})  # fmt: skip
+        assert (status, body) == (
+            413,
+            {"detail": f"Too many files; at most {MAX_BATCH_FILES} per request.", "code": "too_many_files"},
+        )
         record(tally, "batch", request.kind, request.expect, elapsed)
         return
     assert status == 200, raw[:500]
@@ -470,10 +572,14 @@ def test_enough_bodies(tally: Tally) -> None:
 # Pillow's exif_transpose applies these per Orientation value; storing an upright image through
 # the inverse makes a file whose correct reading is the upright image again.
 _INVERSE_OF_ORIENTATION = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_270,
-}  # fmt: skip
+}
 
 
 def test_exif_orientation_is_applied_before_classifying(server: bench.Server) -> None:

@@ -67,7 +67,9 @@ def photo() -> bytes:
     return bench.render_catalog_photo(images[0], np.random.default_rng(6))
 
 
-def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(overload_server: bench.Server, photo: bytes) -> None:
+def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(
+    overload_server: bench.Server, photo: bytes
+) -> None:
     port = port_of(overload_server)
     raw = http_request("POST", "/classify", photo, {"Content-Type": "image/jpeg"}, port)
     answered, elapsed, statuses = run(closed_loop(port, raw, 16, MEASURE_S))
@@ -121,6 +123,7 @@ def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(overload_se
     assert percentile(result.latencies_s[503], 50) < REJECT_P50_LIMIT_S
     if late:
         assert result.codes[504] == {"deadline_exceeded": late}
+
     # The server counted the same story.
     def delta(name: str, **labels: str) -> float:
         return metric(after, name, **labels) - metric(before, name, **labels)

@@ -12,9 +12,8 @@ from collections import Counter
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis import GenerationMode
-
 from robustness_helpers import API_KEY
+from schemathesis import GenerationMode
 
 from app import bench
 from app.config import load_settings
@@ -78,9 +77,12 @@ def test_operation_conforms(api_schema: schemathesis.BaseSchema, label: str, mod
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
-        max_examples=EXAMPLES[mode], deadline=None, derandomize=True, database=None,
+        max_examples=EXAMPLES[mode],
+        deadline=None,
+        derandomize=True,
+        database=None,
         suppress_health_check=list(HealthCheck),
-    )  # fmt: skip
+    )
     def run(case: schemathesis.Case) -> None:
         response = case.call_and_validate(timeout=30)
         cases[(label, mode.value)] += 1

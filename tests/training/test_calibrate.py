@@ -63,7 +63,14 @@ def test_a_recipe_compares_settings_a_run_predates_at_their_defaults():
     from training.calibrate import _recipe
 
     before_zoom = {"arch": "fashion-cnn", "seed": 42, "patience": 45, "histograms": True, "full_train": False}
-    now = {"arch": "fashion-cnn", "seed": 42, "zoom": 0.0, "extra": {}, "patience": 50, "histograms": False,
-           "full_train": True}
+    now = {
+        "arch": "fashion-cnn",
+        "seed": 42,
+        "zoom": 0.0,
+        "extra": {},
+        "patience": 50,
+        "histograms": False,
+        "full_train": True,
+    }
     assert _recipe(before_zoom) == _recipe(now)
     assert _recipe(before_zoom) != _recipe({**now, "zoom": 0.05})

@@ -12,7 +12,11 @@ REPO = Path(__file__).resolve().parents[2]
 def run_cli(*args, env=None, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "training", *args],
-        capture_output=True, text=True, timeout=120, env=env, cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=cwd or REPO,
     )
 
 

@@ -15,8 +15,10 @@ def test_loads_the_real_dataset_with_its_shapes(fashion):
     assert fashion.y_test.shape == (10000,)
     assert fashion.x_train.dtype == np.uint8 and fashion.y_train.dtype == np.uint8
     assert set(fashion.sha256) == {
-        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
     }
 
 

@@ -6,8 +6,13 @@ from training import explore
 def test_exploration_report_from_the_real_data(fashion, tmp_path):
     written = explore.write_report(fashion, tmp_path)
     names = sorted(p.name for p in written)
-    assert names == ["class_distribution.png", "dataset_summary.json", "exploration.md",
-                     "first_image.png", "samples_3x3.png"]
+    assert names == [
+        "class_distribution.png",
+        "dataset_summary.json",
+        "exploration.md",
+        "first_image.png",
+        "samples_3x3.png",
+    ]
     for path in written:
         assert path.stat().st_size > 0
     facts = json.loads((tmp_path / "dataset_summary.json").read_text())

@@ -14,7 +14,7 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
         from training.train import TrainConfig, make_strategy, train
         strategy = make_strategy("mirrored")
         result = train(TrainConfig(arch="a3-model2", epochs=1, limit_train=512, batch_size=64,
-                                   strategy="mirrored", histograms=False), r"{tmp_path / 'run'}", verbose=0)
+                                   strategy="mirrored", histograms=False), r"{tmp_path / "run"}", verbose=0)
         print(json.dumps({{"replicas": strategy.num_replicas_in_sync, "val": result.val_accuracy}}))
         """
     )

@@ -136,8 +136,14 @@ def test_folding_batch_norm_keeps_predictions(fashion):
     for layer in model.layers:  # trained-looking statistics, not the identity of a fresh layer
         if isinstance(layer, layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([gamma * rng.uniform(0.5, 2, gamma.shape), beta + rng.normal(0, 0.1, beta.shape),
-                               mean + rng.normal(0, 0.1, mean.shape), var * rng.uniform(0.5, 2, var.shape)])
+            layer.set_weights(
+                [
+                    gamma * rng.uniform(0.5, 2, gamma.shape),
+                    beta + rng.normal(0, 0.1, beta.shape),
+                    mean + rng.normal(0, 0.1, mean.shape),
+                    var * rng.uniform(0.5, 2, var.shape),
+                ]
+            )
     folded = fold_batch_norm(model)
     assert not any(isinstance(layer, layers.BatchNormalization) for layer in folded.layers)
     assert folded.count_params() < model.count_params()
@@ -208,12 +214,15 @@ def test_unsure_members_join_the_mean_for_the_unsure_images_only(smoke_run, othe
         assert np.abs(served - model_logits(model, batch, flip_below=0.9, unsure_models=[second])).max() < 1e-4
 
 
-@pytest.mark.parametrize(("flip_below", "tta_flip", "message"), [
-    (0.0, False, r"flip_below must be in \(0, 1\] \(got 0.0\)"),
-    (1.5, False, r"flip_below must be in \(0, 1\] \(got 1.5\)"),
-    (0.8, True, "tta_flip already mirrors every image"),
-    (None, False, "^unsure-only members need flip_below: it decides which images they see$"),
-])
+@pytest.mark.parametrize(
+    ("flip_below", "tta_flip", "message"),
+    [
+        (0.0, False, r"flip_below must be in \(0, 1\] \(got 0.0\)"),
+        (1.5, False, r"flip_below must be in \(0, 1\] \(got 1.5\)"),
+        (0.8, True, "tta_flip already mirrors every image"),
+        (None, False, "^unsure-only members need flip_below: it decides which images they see$"),
+    ],
+)
 def test_flip_below_is_checked_before_anything_is_written(smoke_run, tmp_path, flip_below, tta_flip, message):
     model = load_best(smoke_run.run_dir)
     with pytest.raises(ValueError, match=message):
@@ -284,7 +293,9 @@ def test_full_train_run_serves_its_held_out_twins_calibration(smoke_run, tmp_pat
     logits = model_logits(load_best(full), fashion.x_test)
     assert calibration["test_accuracy"] == float(np.mean(logits.argmax(1) == fashion.y_test))
     assert calibration["sorting_test"] == sorting_figures(softmax(logits, temperature), fashion.y_test, threshold)
-    assert (tmp_path / "figures" / "risk_coverage.png").is_file() and (tmp_path / "figures" / "reliability.png").is_file()
+    assert (tmp_path / "figures" / "risk_coverage.png").is_file() and (
+        tmp_path / "figures" / "reliability.png"
+    ).is_file()
 
     metadata = json.loads((_export_run(full, tmp_path / "m", None) / "metadata.json").read_text())
     assert metadata["validation_accuracy"] is None and metadata["temperature"] == temperature
@@ -337,11 +348,15 @@ def test_unsure_members_are_calibrated_exported_and_twinned_with_the_others(smok
     assert twin_calibration["validation_accuracy"] == float(np.mean(val_logits.argmax(1) == split.y_val))
     metadata = json.loads((_export_run(twin, tmp_path / "m", None) / "metadata.json").read_text())
     assert [(m["run"], m.get("unsure_only", False)) for m in metadata["ensemble_members"]] == [
-        (str(twin), False), (str(other_run.run_dir), True)]
+        (str(twin), False),
+        (str(other_run.run_dir), True),
+    ]
     assert "unsure_with" not in metadata and metadata["unsure_members"] == 1
 
     train(TrainConfig(**{**SMOKE, "full_train": True, "histograms": False}), full, verbose=0)
-    train(TrainConfig(**{**SMOKE, "seed": 4, "epochs": 1, "full_train": True, "histograms": False}), other_full, verbose=0)
+    train(
+        TrainConfig(**{**SMOKE, "seed": 4, "epochs": 1, "full_train": True, "histograms": False}), other_full, verbose=0
+    )
     with pytest.raises(ValueError, match="and the same ones unsure-only$"):
         calibrate_run(full, ensemble_with=[other_full], flip_below=0.9, held_out_twin=twin)
     calibration = calibrate_run(full, flip_below=0.9, unsure_with=[other_full], held_out_twin=twin)

@@ -1,6 +1,6 @@
 """Rewrite prometheusrule.yaml from deploy/prometheus/rules/garment-sorter.yml (the source of truth).
 
-    .venv/bin/python deploy/k8s/monitoring/sync-prometheusrule.py
+.venv/bin/python deploy/k8s/monitoring/sync-prometheusrule.py
 """
 
 from pathlib import Path
