@@ -1,4 +1,6 @@
-"""`garment-sorter`: serve | classify | bench, plus the training subcommands when installed.
+"""`garment-sorter`: serve | classify, plus the commands of installed plugins (training/'s train,
+calibrate, export, ...), found through the ``garment_sorter.commands`` entry points: app/ never
+imports training/ by name, and the service image, which has no training/, simply lacks them.
 
 Configuration errors (settings, policy file, model directory) end in one line on stderr and
 exit code 2 before anything starts.
@@ -8,19 +10,24 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 EXIT_USAGE = 2
 EXIT_STARTUP_FAILURE = 3
-APP_COMMANDS = {"serve", "classify", "bench"}
+APP_COMMANDS = {"serve", "classify"}
+PLUGIN_GROUP = "garment_sorter.commands"
 
 
-def _settings(**overrides: Any):
+def _settings(**overrides: Any) -> Settings:
     from app.config import load_settings
 
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -29,14 +36,15 @@ def _settings(**overrides: Any):
 def _preflight(settings: Any) -> None:
     """Check policy and model metadata before the slow TensorFlow import (the app checks again)."""
     if settings.model_backend == "null":
-        from app.model import NULL_CLASS_NAMES
+        from contract.classes import CLASS_NAMES
 
-        names, threshold = NULL_CLASS_NAMES, None
+        names, threshold = CLASS_NAMES, None
     else:
-        from app.model import find_version, read_metadata
+        from contract.metadata import read_metadata
+        from contract.versions import latest
 
-        metadata = read_metadata(find_version(settings.resolved_model_dir()))
-        names, threshold = metadata["class_names"], metadata.get("review_threshold")
+        metadata = read_metadata(latest(settings.resolved_model_dir()))
+        names, threshold = metadata.class_names, metadata.review_threshold
     from app.policy import load_policy
 
     load_policy(
@@ -65,30 +73,29 @@ def _configure_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from app.main import create_app
-    from app.protocol import bounded_head_protocol
+    from app.server.uvicorn_adapter import ServerExit, build_server
 
     settings = _settings(log_level=args.log_level)
     _preflight(settings)
     _configure_logging(settings.log_level)
     app = create_app(settings)
-    config = uvicorn.Config(
+    service = app.state.service
+    server = build_server(
         app,
-        http=bounded_head_protocol(settings.max_header_bytes, app.state.service.count_rejection),
         host=args.host,
         port=args.port,
-        workers=1,  # the batcher needs every request in one process
+        max_head_bytes=settings.max_header_bytes,
+        on_reject=service.count_rejection,
         log_level=settings.log_level,
         access_log=args.access_log,
+        keep_alive_s=args.keep_alive_s,
+        backlog=args.backlog,
         # Our SIGTERM drain already waited up to SORTER_DRAIN_TIMEOUT_S for accepted work; uvicorn
         # only has to close what is left, so the whole exit stays within the drain budget.
-        timeout_graceful_shutdown=UVICORN_SHUTDOWN_GRACE_S,
-        timeout_keep_alive=args.keep_alive_s,
-        backlog=args.backlog,
+        shutdown_grace_s=UVICORN_SHUTDOWN_GRACE_S,
     )
-    server = uvicorn.Server(config)
+    service.lifecycle.server_exit = ServerExit(server)
     server.run()
     return 0 if server.started else EXIT_STARTUP_FAILURE
 
@@ -96,9 +103,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from app import preprocess
     from app.errors import ApiError
-    from app.model import load_model
+    from app.inference import preprocess
+    from app.inference.loader import load_model
     from app.policy import load_policy
 
     settings = _settings(log_level="warning")
@@ -149,12 +156,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from app import bench
-
-    return bench.run(args)
-
-
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -162,11 +163,29 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected an ISO date (YYYY-MM-DD), got {text!r}") from None
 
 
-def build_parser(with_training: bool) -> argparse.ArgumentParser:
+class CommandPlugin(Protocol):
+    """What a ``garment_sorter.commands`` entry point names: a module with these two functions."""
+
+    def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+
+    def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int: ...
+
+
+def _plugins() -> list[CommandPlugin]:
+    plugins = []
+    for entry_point in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            plugins.append(entry_point.load())
+        except ImportError as exc:  # declared by the package, absent here (the service image has no training/)
+            logging.getLogger(__name__).debug("command plugin %s unavailable: %s", entry_point.name, exc)
+    return plugins
+
+
+def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="garment-sorter",
         description="Classify clothing photos into Fashion-MNIST classes and storage bins.",
-        epilog="Service settings come from SORTER_* environment variables (see README).",
+        epilog="Service settings come from SORTER_* environment variables (docs/configuration.md).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -185,40 +204,33 @@ def build_parser(with_training: bool) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_classify)
 
-    from app import bench
-
-    bench.add_parser(sub)
-
-    if with_training:
-        try:
-            from training import cli as training_cli
-        except ImportError:  # the service runs without the training extras
-            training_cli = None
-        if training_cli is not None:
-            training_cli.register(sub)
-            parser.set_defaults(_training_cli=training_cli)
+    if with_plugins:
+        for plugin in _plugins():
+            before = set(sub.choices)
+            plugin.register(sub)
+            for name in set(sub.choices) - before:
+                sub.choices[name].set_defaults(plugin=plugin)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else argv
-    # Importing the training package pulls in Keras; skip it for the service's own commands.
-    with_training = not (argv and argv[0] in APP_COMMANDS)
-    parser = build_parser(with_training)
+    # Plugins may pull in Keras (training/); skip them for the service's own commands.
+    parser = build_parser(with_plugins=not (argv and argv[0] in APP_COMMANDS))
     args = parser.parse_args(argv)
     from app.config import SettingsError
-    from app.model import ModelError
+    from app.inference.model import ModelError
     from app.policy import PolicyError
+    from contract.metadata import MetadataError
+    from contract.versions import VersionError
 
     try:
-        if args.command not in APP_COMMANDS:
-            training_cli = getattr(args, "_training_cli", None)
-            run = getattr(training_cli, "run", None)
-            if run is not None:
-                return int(run(args, parser) or 0)
+        plugin: CommandPlugin | None = getattr(args, "plugin", None)
+        if plugin is not None:
+            return int(plugin.run(args, parser) or 0)
         return int(args.func(args) or 0)
-    except (SettingsError, PolicyError, ModelError) as exc:
+    except (SettingsError, PolicyError, ModelError, MetadataError, VersionError) as exc:
         print(f"garment-sorter: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -127,3 +127,23 @@ def inference_failed(reason: str) -> ApiError:
 
 class ClientGone(Exception):
     """The client disconnected before its request reached the model."""
+
+
+# Codes the batcher counts itself, and server-side failures that are not refused input.
+NOT_REJECTIONS = frozenset(
+    {
+        "queue_full",
+        "deadline_exceeded",
+        "inference_failed",
+        "shutting_down",
+        "not_found",
+        "method_not_allowed",
+        "internal_error",
+        "client_gone",
+    }
+)
+
+
+def is_rejection(code: str) -> bool:
+    """Whether an answer with this code counts in garment_sorter_rejections_total."""
+    return code not in NOT_REJECTIONS

@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.api.handlers import install_error_handlers
+from app.api.middleware import ServiceMiddleware
+from app.api.openapi import SorterAPI
+from app.api.routes import classify, docs, health, info, metrics
 from app.config import Settings, load_settings
-from app.handlers import install_error_handlers
-from app.middleware import ServiceMiddleware
-from app.model import Model
-from app.routes import classify, docs, health, info, metrics
-from app.service import Service
+from app.inference.model import Model
+from app.service.service import Service
 
 DESCRIPTION = """Photograph an incoming clothing item, POST it here, put it where the answer says.
 
@@ -34,47 +35,23 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         finally:
             await service.stop()
 
-    app = FastAPI(
+    app = SorterAPI(
         title="garment-sorter",
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,  # /docs is served offline by app.routes.docs
+        docs_url=None,  # /docs is served offline by app.api.routes.docs
+        redoc_url=None,
     )
     app.state.service = service
     for router in (classify.router, health.router, info.router, metrics.router):
         app.include_router(router)
     docs.install(app)
-    _document_open_routes(app, settings)
+    app.configure_security_docs(settings)
     install_error_handlers(app, service)
     body_limits = {"/classify": settings.max_body_bytes, "/classify/batch": settings.max_batch_body_bytes}
     app.add_middleware(ServiceMiddleware, service=service, body_limits=body_limits)
     return app
-
-
-def _document_open_routes(app: FastAPI, settings: Settings) -> None:
-    """/docs and /openapi.json show the key requirement only where this configuration enforces it:
-    without SORTER_API_KEYS no operation needs a key (and none answers 401); with keys, /metrics
-    needs one only with SORTER_METRICS_REQUIRE_KEY."""
-    if settings.api_keys and settings.metrics_require_key:
-        return
-    open_paths = None if not settings.api_keys else {"/metrics"}  # None: every path
-    build = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = build()
-            for path, operations in schema.get("paths", {}).items():
-                if open_paths is None or path in open_paths:
-                    for operation in operations.values():
-                        operation.pop("security", None)
-                        operation.get("responses", {}).pop("401", None)
-            if open_paths is None:
-                schema.get("components", {}).pop("securitySchemes", None)
-        return app.openapi_schema
-
-    app.openapi = openapi
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -21,6 +21,8 @@ from prometheus_client import (
     process_collector,
 )
 
+from app.errors import is_rejection
+
 PREFIX = "garment_sorter"
 LATENCY_BUCKETS_S = (
     0.0005,
@@ -148,6 +150,11 @@ class Metrics:
         if child is None:
             child = self._rejection_children[reason] = self.rejections.labels(reason)
         child.inc(count)
+
+    def count_rejection(self, code: str) -> None:
+        """Count an error answer under its code, if the code stands for refused input."""
+        if is_rejection(code):
+            self.reject(code)
 
     def predicted(self, label: str, bin_code: str) -> None:
         key = (label, bin_code)

@@ -17,7 +17,6 @@ import numpy as np
 import yaml
 
 Hemisphere = Literal["northern", "southern"]
-HEMISPHERES = ("northern", "southern")
 TOP_LEVEL_KEYS = {"hemisphere", "review_bin", "review_threshold", "seasons"}
 SEASON_KEYS = {"bin", "classes", "months"}
 
@@ -71,7 +70,8 @@ class Policy:
 
     def season_masses(self, probabilities: np.ndarray) -> np.ndarray:
         """(N, classes) probabilities -> (N, seasons) probability mass per season."""
-        return probabilities @ self.membership
+        masses: np.ndarray = probabilities @ self.membership
+        return masses
 
     def decide_index(self, season_index: int, mass: float, on: dt.date) -> Decision:
         season = self.seasons[season_index]
@@ -138,98 +138,121 @@ def build_policy(
     unknown = set(raw) - TOP_LEVEL_KEYS
     if unknown:
         raise _fail(source, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
-
-    hemisphere = hemisphere_override or raw.get("hemisphere", "northern")
-    if hemisphere not in HEMISPHERES:
-        raise _fail(source, f"hemisphere must be 'northern' or 'southern', not {hemisphere!r}")
-
+    hemisphere = _hemisphere(hemisphere_override or raw.get("hemisphere", "northern"), source)
     review_bin = raw.get("review_bin")
     if not isinstance(review_bin, str) or not review_bin.strip():
         raise _fail(source, "review_bin must be a non-empty string")
+    threshold, threshold_source = _review_threshold(
+        raw.get("review_threshold"), metadata_review_threshold, review_threshold_override, source
+    )
+    seasons = _seasons(raw.get("seasons"), class_names, source)
+    _check_bins(seasons, review_bin, source)
+    month_to_season = tuple(next((j for j, s in enumerate(seasons) if m in s.months), None) for m in range(1, 13))
+    return Policy(
+        seasons=seasons,
+        review_bin=review_bin,
+        review_threshold=threshold,
+        review_threshold_source=threshold_source,
+        hemisphere=hemisphere,
+        class_names=tuple(class_names),
+        source=source,
+        membership=_membership(seasons, class_names),
+        _month_to_season=month_to_season,
+    )
 
-    file_threshold = raw.get("review_threshold")
+
+def _hemisphere(value: object, source: str) -> Hemisphere:
+    if value == "northern" or value == "southern":
+        return value
+    raise _fail(source, f"hemisphere must be 'northern' or 'southern', not {value!r}")
+
+
+def _review_threshold(
+    file_threshold: object, metadata_threshold: float | None, override: float | None, source: str
+) -> tuple[float, str]:
+    """The threshold in force and where it came from: the setting, else the model, else the file."""
     if file_threshold is not None and (
         isinstance(file_threshold, bool) or not isinstance(file_threshold, int | float) or not 0 <= file_threshold <= 1
     ):
         raise _fail(source, f"review_threshold must be a number in [0, 1], not {file_threshold!r}")
-    if review_threshold_override is not None:
-        threshold, threshold_source = float(review_threshold_override), "setting SORTER_REVIEW_THRESHOLD"
-    elif metadata_review_threshold is not None:
-        threshold, threshold_source = float(metadata_review_threshold), "model metadata"
+    if override is not None:
+        threshold, threshold_source = float(override), "setting SORTER_REVIEW_THRESHOLD"
+    elif metadata_threshold is not None:
+        threshold, threshold_source = float(metadata_threshold), "model metadata"
     elif file_threshold is not None:
         threshold, threshold_source = float(file_threshold), "policy file"
     else:
         raise _fail(source, "review_threshold is required when the model's metadata has none")
     if not 0 <= threshold <= 1:
         raise _fail(source, f"review threshold {threshold} ({threshold_source}) is outside [0, 1]")
+    return threshold, threshold_source
 
-    seasons_raw = raw.get("seasons")
+
+def _seasons(seasons_raw: object, class_names: Sequence[str], source: str) -> tuple[Season, ...]:
+    """Every season, each class in exactly one, each month (if any has months) in exactly one."""
     if not isinstance(seasons_raw, dict) or not seasons_raw:
         raise _fail(source, "seasons must be a non-empty mapping of season name -> {bin, classes, months}")
-
-    known = set(class_names)
     owner: dict[str, str] = {}
     month_owner: dict[int, str] = {}
-    seasons: list[Season] = []
+    seasons = []
     for name, spec in seasons_raw.items():
-        name = str(name)
-        if not isinstance(spec, dict):
-            raise _fail(source, f"season {name!r} must be a mapping with bin, classes and optional months")
-        extra = set(spec) - SEASON_KEYS
-        if extra:
-            raise _fail(source, f"season {name!r} has unknown key(s) {sorted(extra)}")
-        bin_code = spec.get("bin")
-        if not isinstance(bin_code, str) or not bin_code.strip():
-            raise _fail(source, f"season {name!r} has no bin")
-        classes = spec.get("classes")
-        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-            raise _fail(source, f"season {name!r}: classes must be a list of class names")
-        for cls in classes:
-            if cls not in known:
-                raise _fail(
-                    source, f"season {name!r}: unknown class {cls!r}; the model's classes are {list(class_names)}"
-                )
+        season = _season(str(name), spec, class_names, source)
+        for cls in season.classes:
             if cls in owner:
-                raise _fail(source, f"class {cls!r} is mapped more than once ({owner[cls]!r} and {name!r})")
-            owner[cls] = name
-        months = spec.get("months", [])
-        if not isinstance(months, list) or not all(
-            isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 12 for m in months
-        ):
-            raise _fail(source, f"season {name!r}: months must be a list of integers 1..12")
-        for month in months:
+                raise _fail(source, f"class {cls!r} is mapped more than once ({owner[cls]!r} and {season.name!r})")
+            owner[cls] = season.name
+        for month in season.months:
             if month in month_owner:
-                raise _fail(source, f"month {month} belongs to two seasons ({month_owner[month]!r} and {name!r})")
-            month_owner[month] = name
-        seasons.append(Season(name, bin_code, tuple(classes), tuple(months)))
-
+                raise _fail(
+                    source, f"month {month} belongs to two seasons ({month_owner[month]!r} and {season.name!r})"
+                )
+            month_owner[month] = season.name
+        seasons.append(season)
     missing = [c for c in class_names if c not in owner]
     if missing:
         raise _fail(source, f"class(es) {missing} are not mapped to any season")
     if month_owner and len(month_owner) != 12:
         uncovered = sorted(set(range(1, 13)) - set(month_owner))
         raise _fail(source, f"month(s) {uncovered} belong to no season")
+    return tuple(seasons)
+
+
+def _season(name: str, spec: object, class_names: Sequence[str], source: str) -> Season:
+    if not isinstance(spec, dict):
+        raise _fail(source, f"season {name!r} must be a mapping with bin, classes and optional months")
+    extra = set(spec) - SEASON_KEYS
+    if extra:
+        raise _fail(source, f"season {name!r} has unknown key(s) {sorted(extra)}")
+    bin_code = spec.get("bin")
+    if not isinstance(bin_code, str) or not bin_code.strip():
+        raise _fail(source, f"season {name!r} has no bin")
+    classes = spec.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise _fail(source, f"season {name!r}: classes must be a list of class names")
+    for cls in classes:
+        if cls not in class_names:
+            raise _fail(source, f"season {name!r}: unknown class {cls!r}; the model's classes are {list(class_names)}")
+    months = spec.get("months", [])
+    if not isinstance(months, list) or not all(
+        isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 12 for m in months
+    ):
+        raise _fail(source, f"season {name!r}: months must be a list of integers 1..12")
+    return Season(name, bin_code, tuple(classes), tuple(months))
+
+
+def _check_bins(seasons: Sequence[Season], review_bin: str, source: str) -> None:
     bins = [s.bin for s in seasons] + [review_bin]
     duplicates = sorted({b for b in bins if bins.count(b) > 1})
     if duplicates:
         raise _fail(source, f"bin code(s) {duplicates} are used more than once (seasons and review_bin need their own)")
 
+
+def _membership(seasons: Sequence[Season], class_names: Sequence[str]) -> np.ndarray:
     membership = np.zeros((len(class_names), len(seasons)), dtype=np.float64)
     for j, season in enumerate(seasons):
         for cls in season.classes:
             membership[list(class_names).index(cls), j] = 1.0
-    month_to_season = tuple(next((j for j, s in enumerate(seasons) if m in s.months), None) for m in range(1, 13))
-    return Policy(
-        seasons=tuple(seasons),
-        review_bin=review_bin,
-        review_threshold=threshold,
-        review_threshold_source=threshold_source,
-        hemisphere=hemisphere,  # type: ignore[arg-type]
-        class_names=tuple(class_names),
-        source=source,
-        membership=membership,
-        _month_to_season=month_to_season,
-    )
+    return membership
 
 
 def load_policy(path: Path, class_names: Sequence[str], **kwargs: Any) -> Policy:

@@ -11,10 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import READY_TIMEOUT_S, ControlledModel
 
-from app import bench
 from app.config import load_settings
+from app.inference.tensorflow_model import TensorFlowModel, load_tensorflow_model
 from app.main import create_app
-from app.model import TensorFlowModel, find_version, load_tensorflow_model
+from bench.photos import load_test_set
+from bench.server import Server, running_server
+from contract.versions import latest
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = Path(os.environ.get("SORTER_MODEL_DIR", REPO / "models" / "fashion-cnn"))
@@ -22,7 +24,7 @@ MODEL_DIR = Path(os.environ.get("SORTER_MODEL_DIR", REPO / "models" / "fashion-c
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    find_version(MODEL_DIR)  # fails with a clear ModelError when no version is committed
+    latest(MODEL_DIR)  # fails with a clear VersionError when no version is committed
     return MODEL_DIR
 
 
@@ -36,7 +38,7 @@ def tf_model(model_dir: Path) -> TensorFlowModel:
 
 @pytest.fixture(scope="session")
 def test_set() -> tuple[np.ndarray, np.ndarray]:
-    return bench.load_test_set()
+    return load_test_set()
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +63,7 @@ def make_client(tf_model: TensorFlowModel) -> Callable[..., TestClient]:
         client.__enter__()
         clients.append(client)
         if wait:
-            assert app.state.service.wait_ready(READY_TIMEOUT_S), app.state.service.warmup_error
+            assert app.state.service.wait_ready(READY_TIMEOUT_S), app.state.service.lifecycle.warmup_error
         return client
 
     yield factory
@@ -84,7 +86,7 @@ def client(make_client) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="session")
-def server(model_dir: Path) -> Iterator[bench.Server]:
+def server(model_dir: Path) -> Iterator[Server]:
     """A real `garment-sorter serve` process on a free port (default settings)."""
-    with bench.running_server({"SORTER_MODEL_DIR": str(model_dir)}) as running:
+    with running_server({"SORTER_MODEL_DIR": str(model_dir)}) as running:
         yield running

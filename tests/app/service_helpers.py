@@ -10,14 +10,14 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from app import bench
-from app.model import TensorFlowModel
+from app.inference.tensorflow_model import TensorFlowModel
+from bench.photos import png_bytes
 
 READY_TIMEOUT_S = 120
 
 
 def png(image: np.ndarray) -> bytes:
-    return bench.png_bytes(image)
+    return png_bytes(image)
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -17,9 +17,12 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from service_helpers import png, wait_until
 
-from app import bench
 from app.config import load_settings
 from app.main import create_app
+from bench.load import multipart_body
+from bench.photos import render_photos
+from bench.scenarios import classify_over_http, classify_raw_over_http
+from bench.server import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -66,11 +69,11 @@ def test_catalog_photos_classify_within_one_point_of_raw_images(server, test_set
     # A fixed, class-balanced subset of 500 test images (50 per class).
     rng = np.random.default_rng(500)
     subset = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), 50, replace=False) for c in range(10)]))
-    raw = bench.classify_raw_over_http(server.url, images[subset])
-    photos = bench.render_photos(images[subset], seed=2017)
+    raw = classify_raw_over_http(server.url, images[subset])
+    photos = render_photos(images[subset], seed=2017)
     sizes = [Image.open(io.BytesIO(p)).size for p in photos]
     assert all(p[:3] == b"\xff\xd8\xff" for p in photos) and min(min(s) for s in sizes) >= 224  # JPEG photos
-    photo = bench.classify_over_http(server.url + "/classify", photos, "image/jpeg", concurrency=16)
+    photo = classify_over_http(server.url + "/classify", photos, "image/jpeg", concurrency=16)
     raw_correct = int(np.sum(raw == labels[subset]))
     photo_correct = int(np.sum(photo == labels[subset]))
     print(f"\n500 test images: raw 28x28 {raw_correct / 5:.1f} %, catalog photos {photo_correct / 5:.1f} %")
@@ -83,11 +86,11 @@ def threaded_server(controlled, model_dir):
     """uvicorn in a thread around a gated model, so a test can hold a batch while a client leaves."""
     settings = load_settings(model_dir=str(model_dir), max_wait_ms=0)
     app = create_app(settings, model=controlled)
-    port = bench.free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    wait_until(lambda: server.started and app.state.service.is_ready, timeout_s=60)
+    wait_until(lambda: server.started and app.state.service.ready_for_traffic, timeout_s=60)
     yield f"http://127.0.0.1:{port}", port, app.state.service
     controlled.gate.set()
     server.should_exit = True
@@ -112,10 +115,10 @@ def test_a_client_that_hangs_up_is_dropped_before_inference(threaded_server, con
             + data
         )
         wait_until(lambda: service.batcher.queue_depth == 1)
-    wait_until(lambda: service.inflight == 1)  # the hung-up request was answered (499) and left
+    wait_until(lambda: service.lifecycle.inflight == 1)  # the hung-up request was answered (499) and left
     controlled.gate.set()
     holder.join(30)
-    wait_until(lambda: service.batcher.idle and service.inflight == 0)
+    wait_until(lambda: service.batcher.idle and service.lifecycle.inflight == 0)
     assert controlled.calls == [1]  # the abandoned request never reached the model
     metrics = scrape(url)
     assert metrics[("garment_sorter_rejections_total", (("reason", "client_gone"),))] == 1
@@ -124,7 +127,7 @@ def test_a_client_that_hangs_up_is_dropped_before_inference(threaded_server, con
 
 def test_sigterm_drains_accepted_work_then_exits_zero(model_dir, test_set, predicted_test_labels):
     images = test_set[0][:8]
-    body, content_type = bench.multipart_body([("files", f"{i}.png", png(image)) for i, image in enumerate(images)])
+    body, content_type = multipart_body([("files", f"{i}.png", png(image)) for i, image in enumerate(images)])
     release = threading.Event()
 
     def slow_upload():  # the request is accepted, then its body waits until the test says so
@@ -132,7 +135,7 @@ def test_sigterm_drains_accepted_work_then_exits_zero(model_dir, test_set, predi
         assert release.wait(30)
         yield body[len(body) // 2 :]
 
-    server = bench.start_server({"SORTER_MODEL_DIR": str(model_dir), "SORTER_DRAIN_TIMEOUT_S": "30"})
+    server = start_server({"SORTER_MODEL_DIR": str(model_dir), "SORTER_DRAIN_TIMEOUT_S": "30"})
     try:
         outcome: list[httpx.Response] = []
         worker = threading.Thread(
@@ -164,7 +167,7 @@ def test_sigterm_drains_accepted_work_then_exits_zero(model_dir, test_set, predi
         assert "drained in" in server.log()
     finally:
         release.set()
-        bench.stop_server(server)
+        stop_server(server)
 
 
 def test_malformed_multipart_bodies_are_answered_not_logged(server):

@@ -13,6 +13,8 @@ from deploy_helpers import REPO, require_tool, sorter_env_fields
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from contract.versions import latest
+
 DOCKERFILE = REPO / "Dockerfile"
 LOCK = REPO / "deploy" / "docker" / "requirements.lock"
 
@@ -137,8 +139,10 @@ def test_runtime_stage_runs_one_worker_as_non_root_with_a_healthcheck():
 def test_models_are_baked_in_where_sorter_model_dir_points():
     runtime = stages()["runtime"]
     workdir = dict_last(runtime)["WORKDIR"]
-    model_copy = [args for keyword, args in runtime if keyword == "COPY" and args.split()[0] == "models"]
-    assert model_copy == ["models ./models"]
+    model_copy = [args for keyword, args in runtime if keyword == "COPY" and args.startswith("models")]
+    served = latest(REPO / "models" / "fashion-cnn").relative_to(REPO)
+    # Only what is served: the newest version, not its held-out twin (the image grew ~9 MB a version).
+    assert model_copy == [f"{served} ./{served}"]
     merged: dict[str, str] = {}
     for keyword, args in runtime:
         if keyword == "ENV":
@@ -174,7 +178,7 @@ def test_dockerignore_is_an_allow_list_of_what_the_dockerfile_copies():
     for source in sources:
         assert (REPO / source).exists(), f"COPY source {source} missing from the repository"
         assert source in allowed, f"COPY {source} is excluded from the build context by .dockerignore"
-    for heavy in (".venv", ".git", "tests", "training", "reports", "runs"):
+    for heavy in (".venv", ".git", "tests", "training", "bench", "reports", "runs", "models"):
         assert heavy not in allowed
     assert allowed - sources == {"Dockerfile"}, "allow-listed but never copied"
 
@@ -211,3 +215,19 @@ def dict_last(body: list[tuple[str, str]]) -> dict[str, str]:
 
 def parse_env(args: str) -> dict[str, str]:
     return dict(token.split("=", 1) for token in shlex.split(args))
+
+
+def test_the_image_holds_the_service_and_the_contract_and_no_training_or_benchmark_code():
+    builder = stages()["builder"]
+    code = {
+        source
+        for keyword, args in builder
+        if keyword == "COPY" and not args.startswith("--from")
+        for source in shlex.split(args)[:-1]
+    }
+    assert code == {"deploy/docker/requirements.lock", "pyproject.toml", "README.md", "contract", "app"}
+    runtime_copies = [args for keyword, args in stages()["runtime"] if keyword == "COPY"]
+    assert all(args.startswith(("--from=builder /opt/venv", "models/")) for args in runtime_copies), runtime_copies
+    # What `pip install .` packs from the copied tree: the benchmarks are not a package of the wheel.
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert packages["include"] == ["app*", "contract*", "training*"]

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 from robustness_helpers import KEYED, MODEL_DIR, build_fault_model, serving
 
-from app import bench
-from app.model import find_version
+from bench.server import Server
+from contract.versions import latest
 
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    find_version(MODEL_DIR)  # a clear ModelError when no version is there
+    latest(MODEL_DIR)  # a clear VersionError when no version is there
     return MODEL_DIR
 
 
 @pytest.fixture(scope="session")
-def server(model_dir: Path) -> Iterator[bench.Server]:
+def server(model_dir: Path) -> Iterator[Server]:
     """The real model behind default settings plus API keys (so the documented security holds):
     what schemathesis and the fuzzer attack."""
     with serving({"SORTER_MODEL_DIR": str(model_dir), **KEYED}) as running:

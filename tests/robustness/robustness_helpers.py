@@ -23,17 +23,7 @@ import numpy as np
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import bench
-from app.benchsuite import (  # noqa: F401 - re-exported for the tests: one load generator, shared
-    Connection,
-    OpenLoopResult,
-    RawResponse,
-    closed_loop,
-    http_request,
-    open_loop,
-    port_of,
-    rss_bytes,
-)
+from bench.server import Server, free_port, stop_server
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = Path(os.environ.get("SORTER_MODEL_DIR", REPO / "models" / "fashion-cnn"))
@@ -64,9 +54,9 @@ def _get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def launch(env: dict[str, str], wait_for: str = "/readyz", timeout_s: float = START_TIMEOUT_S) -> bench.Server:
+def launch(env: dict[str, str], wait_for: str = "/readyz", timeout_s: float = START_TIMEOUT_S) -> Server:
     """`garment-sorter serve` on a free loopback port; returns once `wait_for` answers 200."""
-    port = bench.free_port()
+    port = free_port()
     log_file = tempfile.NamedTemporaryFile(prefix="robustness-", suffix=".log", delete=False)
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -75,7 +65,7 @@ def launch(env: dict[str, str], wait_for: str = "/readyz", timeout_s: float = ST
         stderr=subprocess.STDOUT,
         cwd=REPO,
     )
-    server = bench.Server(process, f"http://127.0.0.1:{port}", Path(log_file.name))
+    server = Server(process, f"http://127.0.0.1:{port}", Path(log_file.name))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -84,17 +74,17 @@ def launch(env: dict[str, str], wait_for: str = "/readyz", timeout_s: float = ST
             if _get(server.url + wait_for, 1.0)[0] == 200:
                 return server
         time.sleep(0.1)
-    bench.stop_server(server)
+    stop_server(server)
     raise TimeoutError(f"{wait_for} not 200 within {timeout_s} s:\n{server.log()[-3000:]}")
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], wait_for: str = "/readyz") -> Iterator[bench.Server]:
+def serving(env: dict[str, str], wait_for: str = "/readyz") -> Iterator[Server]:
     server = launch(env, wait_for)
     try:
         yield server
     finally:
-        code = bench.stop_server(server, timeout_s=30)
+        code = stop_server(server, timeout_s=30)
         log = server.log()
         server.log_path.unlink(missing_ok=True)
         # A clean SIGTERM drain exits 0; anything else (a crash under test) must not pass unseen.
@@ -102,7 +92,7 @@ def serving(env: dict[str, str], wait_for: str = "/readyz") -> Iterator[bench.Se
 
 
 # --- metrics ------------------------------------------------------------------------------------
-def scrape(server: bench.Server) -> dict[tuple[str, frozenset], float]:
+def scrape(server: Server) -> dict[tuple[str, frozenset], float]:
     """Every sample of /metrics keyed by (sample name, labels)."""
     status, body = _get(server.url + "/metrics", 5.0)
     assert status == 200, body
@@ -118,7 +108,7 @@ def metric(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def ready_status(server: bench.Server) -> tuple[int, dict]:
+def ready_status(server: Server) -> tuple[int, dict]:
     status, body = _get(server.url + "/readyz")
     return status, json.loads(body)
 

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from app.batcher import Batcher, QueueFull
+from app.inference.batcher import Batcher, QueueFull
 
 STEP_TIMEOUT_S = 5.0
 

@@ -20,22 +20,18 @@ from robustness_helpers import (
     FAILURE_MESSAGE,
     POISON,
     SLOW,
-    Connection,
-    RawResponse,
     clean_image,
     fault_class,
-    http_request,
     marked_image,
     metric,
     png_l,
-    port_of,
     ready_status,
     scrape,
     serving,
 )
 
-from app import bench
-from app.bench import multipart_body
+from bench.load import Connection, RawResponse, http_request, multipart_body
+from bench.server import Server, port_of
 
 MAX_QUEUE = 16
 HOLD_MS = 2500  # how long a SLOW image holds its batch: ample time to queue callers behind it
@@ -44,7 +40,7 @@ STEP_TIMEOUT_S = 10.0  # only ever reached when something is broken
 
 
 @pytest.fixture(scope="module")
-def fault_server(fault_model_dir: Path) -> Iterator[bench.Server]:
+def fault_server(fault_model_dir: Path) -> Iterator[Server]:
     env = {
         "SORTER_MODEL_DIR": str(fault_model_dir),
         "SORTER_MAX_QUEUE": str(MAX_QUEUE),
@@ -70,7 +66,7 @@ async def send(port: int, raw: bytes) -> RawResponse:
         connection.writer.close()
 
 
-async def wait_for_metric(server: bench.Server, predicate, what: str) -> dict:
+async def wait_for_metric(server: Server, predicate, what: str) -> dict:
     deadline = time.monotonic() + STEP_TIMEOUT_S
     while time.monotonic() < deadline:
         samples = await asyncio.to_thread(scrape, server)
@@ -84,7 +80,7 @@ def queue_depth(samples: dict) -> float:
     return metric(samples, "garment_sorter_queue_depth")
 
 
-async def hold_worker(server: bench.Server, seed: int) -> tuple[asyncio.Task, np.ndarray]:
+async def hold_worker(server: Server, seed: int) -> tuple[asyncio.Task, np.ndarray]:
     """Start a SLOW request on an idle service and return once it is the running batch."""
     samples = await asyncio.to_thread(scrape, server)
     assert queue_depth(samples) == 0 and metric(samples, "garment_sorter_inflight_requests") == 0
@@ -110,7 +106,7 @@ def assert_inference_failed(status: int, body: dict) -> None:
     assert body["detail"].startswith("Inference failed: InvalidArgumentError") and FAILURE_MESSAGE in body["detail"]
 
 
-def test_a_failing_batch_fails_exactly_its_callers_and_the_next_batch_succeeds(fault_server: bench.Server) -> None:
+def test_a_failing_batch_fails_exactly_its_callers_and_the_next_batch_succeeds(fault_server: Server) -> None:
     port = port_of(fault_server)
     before = scrape(fault_server)
 
@@ -144,7 +140,7 @@ def test_a_failing_batch_fails_exactly_its_callers_and_the_next_batch_succeeds(f
     assert inferred == 7
 
 
-def test_a_poisoned_item_fails_its_whole_batch_request_item_by_item(fault_server: bench.Server) -> None:
+def test_a_poisoned_item_fails_its_whole_batch_request_item_by_item(fault_server: Server) -> None:
     import httpx
 
     images = [clean_image(seed) for seed in range(30, 38)]
@@ -167,7 +163,7 @@ def test_a_poisoned_item_fails_its_whole_batch_request_item_by_item(fault_server
         assert client.get("/readyz").status_code == 200
 
 
-def test_clients_that_disconnect_give_back_their_queue_slots(fault_server: bench.Server) -> None:
+def test_clients_that_disconnect_give_back_their_queue_slots(fault_server: Server) -> None:
     port = port_of(fault_server)
     before = scrape(fault_server)
     reject_s: list[float] = []

@@ -20,10 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from robustness_helpers import API_KEY, CLASS_NAMES, metric, port_of, rss_bytes, scrape
+from robustness_helpers import API_KEY, CLASS_NAMES, metric, scrape
 
-from app import bench
-from app.schemas import BatchResponse, ClassifyResponse
+from app.api.schemas import BatchResponse, ClassifyResponse
+from bench.photos import load_test_set
+from bench.server import Server, port_of, rss_bytes
 
 CLASSIFY_EXAMPLES = 1600
 BATCH_EXAMPLES = 150
@@ -475,7 +476,7 @@ def tally() -> Tally:
 
 
 @pytest.fixture(scope="module")
-def fuzzed(server: bench.Server, tally: Tally):
+def fuzzed(server: Server, tally: Tally):
     """RSS, 5xx count and log before; after the module: the server is ready, answers a real image,
     counted no 5xx and logged no unhandled error; RSS growth is bounded. Figures are printed."""
     before = scrape(server)
@@ -582,10 +583,10 @@ _INVERSE_OF_ORIENTATION = {
 }
 
 
-def test_exif_orientation_is_applied_before_classifying(server: bench.Server) -> None:
+def test_exif_orientation_is_applied_before_classifying(server: Server) -> None:
     """Each of the eight orientations, stored sideways or mirrored with its EXIF tag (lossless PNG),
     is answered exactly like the upright image: same class and same probabilities."""
-    images, _ = bench.load_test_set()
+    images, _ = load_test_set()
     upright = Image.fromarray(images[1], "L")  # a dataset image: passes through preprocessing bit-exact
     with httpx.Client(base_url=server.url, headers={"X-API-Key": API_KEY, "Content-Type": "image/png"}) as client:
         expected = client.post("/classify", content=H.encode(upright, "PNG")).json()["top_k"]

@@ -14,20 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from robustness_helpers import (
-    Connection,
-    closed_loop,
-    http_request,
-    metric,
-    open_loop,
-    percentile,
-    port_of,
-    ready_status,
-    scrape,
-    serving,
-)
+from robustness_helpers import metric, percentile, ready_status, scrape, serving
 
-from app import bench
+from bench.load import Connection, closed_loop, http_request, open_loop
+from bench.photos import load_test_set, render_catalog_photo
+from bench.server import Server, port_of
 
 MAX_QUEUE = 32
 DEADLINE_S = 1.0
@@ -50,7 +41,7 @@ def run(coroutine):
 
 
 @pytest.fixture(scope="module")
-def overload_server(model_dir: Path) -> Iterator[bench.Server]:
+def overload_server(model_dir: Path) -> Iterator[Server]:
     env = {
         "SORTER_MODEL_DIR": str(model_dir),
         "SORTER_MAX_QUEUE": str(MAX_QUEUE),
@@ -63,13 +54,11 @@ def overload_server(model_dir: Path) -> Iterator[bench.Server]:
 
 @pytest.fixture(scope="module")
 def photo() -> bytes:
-    images, _ = bench.load_test_set()
-    return bench.render_catalog_photo(images[0], np.random.default_rng(6))
+    images, _ = load_test_set()
+    return render_catalog_photo(images[0], np.random.default_rng(6))
 
 
-def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(
-    overload_server: bench.Server, photo: bytes
-) -> None:
+def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(overload_server: Server, photo: bytes) -> None:
     port = port_of(overload_server)
     raw = http_request("POST", "/classify", photo, {"Content-Type": "image/jpeg"}, port)
     answered, elapsed, statuses = run(closed_loop(port, raw, 16, MEASURE_S))

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from robustness_helpers import API_KEY
 from schemathesis import GenerationMode
 
-from app import bench
 from app.config import load_settings
 from app.main import create_app
+from bench.server import Server
 
 MIN_CASES = 500
 EXAMPLES = {GenerationMode.POSITIVE: 120, GenerationMode.NEGATIVE: 60}  # per operation (at most)
@@ -39,7 +39,7 @@ statuses: dict[str, Counter[int]] = {}
 
 
 @pytest.fixture(scope="module")
-def api_schema(server: bench.Server) -> schemathesis.BaseSchema:
+def api_schema(server: Server) -> schemathesis.BaseSchema:
     config = schemathesis.Config.from_dict(
         {
             "auth": {"openapi": {"APIKeyHeader": {"api_key": API_KEY}}},

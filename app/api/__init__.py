@@ -1,0 +1,1 @@
+"""The HTTP surface: routes, schemas, dependencies, error handlers, middleware and OpenAPI."""

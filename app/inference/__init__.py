@@ -1,0 +1,1 @@
+"""The inference core: model loading and precision, the dynamic batcher, dataset-faithful preprocessing."""

@@ -1,0 +1,268 @@
+"""The request flow: decode -> admit -> batch -> policy -> answer, with every error translated.
+
+Routes stay thin and call ``classify`` (one image) or ``classify_many`` (a batch request). Load is
+shed before any decoding: admission to the batcher's queue is checked first, because refusing must
+stay cheap when the service is overloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app import errors
+from app.config import Settings
+from app.errors import ApiError, ClientGone
+from app.inference import preprocess
+from app.inference.batcher import Batcher, BatcherStopped, DeadlineExceeded, InferenceError, Outcome, QueueFull
+from app.inference.model import Model
+from app.metrics import Metrics
+from app.policy import Policy
+from app.service.answers import build_answer
+from app.service.lifecycle import Lifecycle
+
+PREPROCESS_CHUNK = 32  # batch-endpoint images decoded per thread hop; chunks feed the batcher as they finish
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One decoded image on its way to the model, or the error that stopped it."""
+
+    image: np.ndarray | None
+    error: ApiError | None
+    preprocess_s: float
+
+
+class RequestFlow:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        metrics: Metrics,
+        lifecycle: Lifecycle,
+        model: Model,
+        policy: Policy,
+        batcher: Batcher,
+        preprocess_pool: ThreadPoolExecutor,
+    ):
+        self.settings = settings
+        self.metrics = metrics
+        self.lifecycle = lifecycle
+        self.model = model
+        self.policy = policy
+        self.model_ref = {"name": model.name, "version": model.version}
+        self.batcher = batcher
+        self.preprocess_pool = preprocess_pool
+
+    # --- admission ------------------------------------------------------------------------------
+    def batcher_for_admitted_work(self) -> Batcher:
+        """The batcher, or 503 not_ready. New work is refused while draining by the middleware,
+        before it counts as admitted; work already admitted is served to the end."""
+        if not (self.lifecycle.serves_admitted_work and self.batcher.running):
+            raise errors.not_ready()
+        return self.batcher
+
+    def shed_if_full(self) -> None:
+        """Refuse at once (503 queue_full) when not even one more image fits: cheaper than reading
+        and parsing a body whose images would be refused anyway."""
+        try:
+            self.batcher_for_admitted_work().check_room(1)
+        except QueueFull:
+            raise errors.queue_full() from None
+
+    # --- decoding -------------------------------------------------------------------------------
+    async def prepare(self, data: bytes) -> Prepared:
+        """Decode one image: small ones on the loop (a thread hop costs more), large ones in a thread."""
+        started = time.perf_counter()
+        settings = self.settings
+        try:
+            opened = preprocess.open_image(data, settings.max_image_pixels)
+            if opened.pixels <= settings.inline_decode_max_pixels:
+                image = preprocess.finish(opened, settings.resize)
+            else:
+                loop = asyncio.get_running_loop()
+                image = await loop.run_in_executor(self.preprocess_pool, preprocess.finish, opened, settings.resize)
+        except ApiError as exc:
+            return Prepared(None, exc, time.perf_counter() - started)
+        return Prepared(image, None, time.perf_counter() - started)
+
+    def _prepare_chunk(self, blobs: Sequence[bytes | ApiError]) -> list[Prepared]:
+        out = []
+        for blob in blobs:
+            started = time.perf_counter()
+            if isinstance(blob, ApiError):
+                out.append(Prepared(None, blob, 0.0))
+                continue
+            try:
+                image = preprocess.preprocess(blob, self.settings.max_image_pixels, self.settings.resize)
+                out.append(Prepared(image, None, time.perf_counter() - started))
+            except ApiError as exc:
+                out.append(Prepared(None, exc, time.perf_counter() - started))
+        return out
+
+    # --- one image ------------------------------------------------------------------------------
+    async def classify(
+        self, data: bytes, *, top_k: int, as_of: dt.date | None, item_id: str | None, disconnected: asyncio.Future[None]
+    ) -> dict[str, Any]:
+        batcher = self.batcher_for_admitted_work()
+        try:
+            admitted = batcher.admit()  # refused before decoding: shedding load must be cheap
+        except QueueFull:
+            raise errors.queue_full() from None
+        started = time.perf_counter()
+        with admitted:
+            prepared = await self.prepare(data)
+            if prepared.error is not None:
+                raise prepared.error
+            assert prepared.image is not None
+            # The deadline counts from admission, so waiting for a decode thread counts too.
+            remaining_s = self.settings.request_timeout_s - (time.perf_counter() - started)
+            try:
+                future = batcher.submit(prepared.image, timeout_s=max(remaining_s, 0.0))
+            except QueueFull:
+                raise errors.queue_full() from None
+            except BatcherStopped:
+                raise errors.shutting_down() from None
+        outcome = await self._await(future, disconnected)
+        return self.answer(outcome, prepared.preprocess_s, top_k, as_of or dt.date.today(), item_id)
+
+    # --- a batch request ------------------------------------------------------------------------
+    async def classify_many(
+        self,
+        blobs: Sequence[bytes | ApiError],
+        *,
+        top_k: int,
+        as_of: dt.date | None,
+        item_ids: Sequence[str | None],
+        disconnected: asyncio.Future[None],
+    ) -> list[dict[str, Any]]:
+        """Every item answered in input order: its result or its own error. The whole request is
+        refused (503 queue_full) before any decoding when its images do not fit in the queue."""
+        batcher = self.batcher_for_admitted_work()
+        try:
+            admitted = batcher.admit(len(blobs))
+        except QueueFull:
+            raise errors.queue_full() from None
+        with admitted:
+            prepared, futures = await self._submit_in_chunks(batcher, blobs, disconnected)
+        if futures:
+            await self._wait_all(batcher, list(futures.values()), disconnected)
+        if disconnected.done():
+            raise ClientGone()
+        on = as_of or dt.date.today()
+        return [self._item(index, item, futures, top_k, on, item_ids[index]) for index, item in enumerate(prepared)]
+
+    async def _submit_in_chunks(
+        self, batcher: Batcher, blobs: Sequence[bytes | ApiError], disconnected: asyncio.Future[None]
+    ) -> tuple[list[Prepared], dict[int, asyncio.Future[Outcome]]]:
+        """Decode in chunks on the pool; each chunk's images join the queue as soon as it is done."""
+        loop = asyncio.get_running_loop()
+        prepared: list[Prepared] = []
+        futures: dict[int, asyncio.Future[Outcome]] = {}
+        for start in range(0, len(blobs), PREPROCESS_CHUNK):
+            chunk = await loop.run_in_executor(
+                self.preprocess_pool, self._prepare_chunk, blobs[start : start + PREPROCESS_CHUNK]
+            )
+            prepared.extend(chunk)
+            indices = [start + i for i, p in enumerate(chunk) if p.image is not None]
+            if not indices:
+                continue
+            try:
+                submitted = batcher.submit_many([image for i in indices if (image := prepared[i].image) is not None])
+            except QueueFull:
+                for i in indices:
+                    prepared[i] = Prepared(None, errors.queue_full(), prepared[i].preprocess_s)
+                continue
+            except BatcherStopped:
+                raise errors.shutting_down() from None
+            futures.update(zip(indices, submitted, strict=True))
+            if disconnected.done():
+                break
+        return prepared, futures
+
+    async def _wait_all(
+        self, batcher: Batcher, pending: list[asyncio.Future[Outcome]], disconnected: asyncio.Future[None]
+    ) -> None:
+        def gone(_: asyncio.Future[None]) -> None:
+            batcher.abandon(pending)
+
+        disconnected.add_done_callback(gone)
+        try:
+            await asyncio.wait(pending)
+        finally:
+            disconnected.remove_done_callback(gone)
+
+    def _item(
+        self,
+        index: int,
+        item: Prepared,
+        futures: dict[int, asyncio.Future[Outcome]],
+        top_k: int,
+        on: dt.date,
+        item_id: str | None,
+    ) -> dict[str, Any]:
+        error = item.error
+        if error is None:
+            try:
+                outcome = self._unwrap(futures[index])
+                return {"index": index, "result": self.answer(outcome, item.preprocess_s, top_k, on, item_id), "error": None}
+            except ApiError as exc:
+                error = exc
+        self.metrics.count_rejection(error.code)
+        return {"index": index, "result": None, "error": {"status": error.status, **error.body()}}
+
+    # --- results and errors ---------------------------------------------------------------------
+    async def _await(self, future: asyncio.Future[Outcome], disconnected: asyncio.Future[None]) -> Outcome:
+        batcher = self.batcher
+
+        def gone(_: asyncio.Future[None]) -> None:
+            batcher.abandon((future,))
+
+        disconnected.add_done_callback(gone)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from None
+        finally:
+            disconnected.remove_done_callback(gone)
+
+    def _unwrap(self, future: asyncio.Future[Outcome]) -> Outcome:
+        exc = future.exception()
+        if exc is None:
+            return future.result()
+        raise self._translate(exc)
+
+    def _translate(self, exc: BaseException) -> Exception:
+        if isinstance(exc, DeadlineExceeded):
+            return errors.deadline_exceeded(self.settings.request_timeout_s)
+        if isinstance(exc, InferenceError):
+            return errors.inference_failed(str(exc))
+        if isinstance(exc, BatcherStopped):
+            return errors.shutting_down()
+        if isinstance(exc, ClientGone | ApiError):
+            return exc
+        return errors.inference_failed(f"{type(exc).__name__}: {exc}")
+
+    def answer(
+        self, outcome: Outcome, preprocess_s: float, top_k: int, on: dt.date, item_id: str | None
+    ) -> dict[str, Any]:
+        return build_answer(
+            outcome,
+            model=self.model,
+            policy=self.policy,
+            metrics=self.metrics,
+            model_ref=self.model_ref,
+            preprocess_s=preprocess_s,
+            top_k=top_k,
+            on=on,
+            item_id=item_id,
+        )

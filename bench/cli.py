@@ -1,0 +1,67 @@
+"""`python -m bench [PART ...]`: the service's performance and preprocessing benchmarks.
+
+Figures, not tests: each part starts its own `garment-sorter serve` on a free loopback port and
+prints what it measured. `make bench` runs `suite`, which rewrites docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import bench_batch, bench_http, bench_preprocess
+from bench.server import REPO
+from bench.suite import run_soak, run_suite
+
+Part = Callable[[argparse.Namespace], Any]
+PARTS: dict[str, Part] = {"http": bench_http, "batch": bench_batch, "preprocess": bench_preprocess}
+# Run only when named: they take many minutes, and `suite` writes docs/benchmarks.md (make bench).
+ON_REQUEST: dict[str, Part] = {"suite": run_suite, "soak": run_soak}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "parts",
+        nargs="*",
+        metavar="PART",
+        help="http, batch and/or preprocess (default: those three); or suite (docs/benchmarks.md) or soak",
+    )
+    p.add_argument("--duration-s", type=float, default=10.0, help="per measurement")
+    p.add_argument("--warmup-s", type=float, default=3.0)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--batch-files", type=int, default=256)
+    p.add_argument("--limit", type=int, default=10_000, help="test images for `preprocess`")
+    p.add_argument("--server-nice", type=int, default=0, help="run the servers under nice")
+    p.add_argument("--json-out", type=Path, default=None, help="also write the figures as JSON")
+    p.add_argument("--soak-s", type=float, default=600.0, help="`suite`/`soak`: soak length (0: skip in suite)")
+    p.add_argument("--capacity-s", type=float, default=10.0, help="`soak`: capacity measurement")
+    p.add_argument("--raw-seconds", type=float, default=3.0, help="`suite`: per raw-model batch size")
+    p.add_argument("--report", default=str(REPO / "docs" / "benchmarks.md"), help="`suite`: the report")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    known = {**PARTS, **ON_REQUEST}
+    unknown = [part for part in args.parts if part not in known]
+    if unknown:
+        print(f"python -m bench: unknown part(s) {unknown}; choose from {list(known)}", file=sys.stderr)
+        return 2
+    results = {}
+    for part in args.parts or list(PARTS):
+        print(f"== bench {part} ==", flush=True)
+        kwargs = args
+        if part == "preprocess":
+            kwargs = argparse.Namespace(**{**vars(args), "concurrency": 16})
+        results[part] = known[part](kwargs)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
