@@ -12,8 +12,9 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
-INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
+from contract.classes import IMAGE_SHAPE, NUM_CLASSES
+
+INPUT_SHAPE = (*IMAGE_SHAPE, 1)  # one grey channel
 STUDY_DROPOUT = 0.5
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.metadata import read_metadata
 from training import data, export
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64, 128, 256)
@@ -27,26 +27,9 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
-def native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (the service's 'auto' precision rule)."""
-    try:
-        flags = next(
-            (
-                line.split(":", 1)[1].split()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("flags")
-            ),
-            [],
-        )
-    except OSError:
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
-
-
 def exported_precisions(version_dir: Path) -> list[str]:
     """The precisions a version exports (versions before the bfloat16 signature: float32 only)."""
-    metadata = json.loads((Path(version_dir) / export.METADATA_FILE).read_text())
-    return [p for p in metadata.get("signatures", {"float32": export.SIGNATURE}) if p in export.SIGNATURES]
+    return list(read_metadata(Path(version_dir)).exported_signatures())
 
 
 def images_per_second(
@@ -68,13 +51,6 @@ def images_per_second(
             calls += 1
         results[batch_size] = calls * batch_size / (time.perf_counter() - started)
     return results
-
-
-def latest_version_dir(model_root: Path) -> Path:
-    versions = export.versions(model_root)
-    if not versions:
-        raise FileNotFoundError(f"no model versions under {model_root}")
-    return Path(model_root) / str(versions[-1])
 
 
 def table_lines(figures: dict[str, dict[int, float]]) -> list[str]:

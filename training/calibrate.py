@@ -10,26 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.classes import CLASS_NAMES
+from contract.seasons import default_season_of_class, default_seasons
 from training import data
-from training.data import CLASS_NAMES
 
 ECE_BINS = 15
 MAX_WRONG_BIN_RATE = 0.01
-
-# The default sorting policy (the service's policy file mirrors it).
-SEASON_OF_CLASS: dict[str, str] = {
-    "T-shirt/top": "summer",
-    "Dress": "summer",
-    "Sandal": "summer",
-    "Pullover": "winter",
-    "Coat": "winter",
-    "Ankle boot": "winter",
-    "Trouser": "all-season",
-    "Shirt": "all-season",
-    "Sneaker": "all-season",
-    "Bag": "all-season",
-}
-SEASONS = ("summer", "winter", "all-season")
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -80,9 +66,10 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 def season_matrix(class_names: tuple[str, ...] = CLASS_NAMES) -> np.ndarray:
     """(10, 3) 0/1 matrix: probabilities @ matrix = probability mass per season."""
-    matrix = np.zeros((len(class_names), len(SEASONS)), dtype=np.float64)
+    seasons, season_of_class = default_seasons(), default_season_of_class()
+    matrix = np.zeros((len(class_names), len(seasons)), dtype=np.float64)
     for i, name in enumerate(class_names):
-        matrix[i, SEASONS.index(SEASON_OF_CLASS[name])] = 1.0
+        matrix[i, seasons.index(season_of_class[name])] = 1.0
     return matrix
 
 
@@ -218,7 +205,7 @@ def calibrate_logits(val_logits, val_labels, test_logits, test_labels, out_dir: 
         "ece_validation_after": expected_calibration_error(val_probs, val_labels),
         "review_threshold": threshold,
         "max_wrong_bin_rate": MAX_WRONG_BIN_RATE,
-        "season_of_class": SEASON_OF_CLASS,
+        "season_of_class": default_season_of_class(),
         "sorting_validation": val_sorting,
         **_report_on_test(test_logits, test_labels, temperature, threshold, val_curve, out_dir),
     }
@@ -389,7 +376,7 @@ def _calibrate_from_twin(
         "ece_bins": ECE_BINS,
         "review_threshold": threshold,
         "max_wrong_bin_rate": MAX_WRONG_BIN_RATE,
-        "season_of_class": SEASON_OF_CLASS,
+        "season_of_class": default_season_of_class(),
         **_report_on_test(test_logits, dataset.y_test, temperature, threshold, out_dir=out_dir or run_dirs[0]),
         **graph,
         "ensemble_with": [str(member) for member in run_dirs[1:]],

@@ -234,9 +234,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_model(args: argparse.Namespace) -> int:
+    from contract.versions import latest
     from training import benchmark
 
-    version_dir = Path(args.version_dir) if args.version_dir else benchmark.latest_version_dir(Path(args.model_root))
+    version_dir = Path(args.version_dir) if args.version_dir else latest(Path(args.model_root))
     precisions = args.precision or benchmark.exported_precisions(version_dir)
     figures = {p: benchmark.images_per_second(version_dir, args.batch_sizes, args.seconds, p) for p in precisions}
     print(benchmark.report(version_dir, figures))
@@ -244,9 +245,11 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
 
 
 def cmd_model_card(args: argparse.Namespace) -> int:
-    from training import benchmark, compare, export, model_card
+    from contract.metadata import METADATA_FILE
+    from contract.versions import latest
+    from training import benchmark, compare, model_card
 
-    version_dir = Path(args.version_dir) if args.version_dir else benchmark.latest_version_dir(Path(args.model_root))
+    version_dir = Path(args.version_dir) if args.version_dir else latest(Path(args.model_root))
     figures = {
         p: benchmark.images_per_second(version_dir, (1, 64, 256), 5.0, p)
         for p in benchmark.exported_precisions(version_dir)
@@ -255,7 +258,7 @@ def cmd_model_card(args: argparse.Namespace) -> int:
     print(model_card.write_card(version_dir, Path(args.figures), Path(args.model_root) / "README.md", figures))
     if args.run:
         compare.add_result(compare.load_run(Path(args.run)), Path(args.reports))
-    compare.add_served_model(json.loads((version_dir / export.METADATA_FILE).read_text()), Path(args.reports))
+    compare.add_served_model(json.loads((version_dir / METADATA_FILE).read_text()), Path(args.reports))
     return 0
 
 
@@ -354,12 +357,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Dispatch, turning every anticipated user error into one line and exit code 2."""
+    from contract.versions import VersionError
     from training.architectures import UnknownArchitecture
     from training.data import DatasetError
 
     try:
         return args.func(args)
-    except (DatasetError, UnknownArchitecture, ValueError, FileExistsError, FileNotFoundError) as exc:
+    except (DatasetError, UnknownArchitecture, VersionError, ValueError, FileExistsError, FileNotFoundError) as exc:
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: {exc}\n")
 
 

@@ -11,35 +11,22 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from contract.classes import IMAGE_SHAPE, NUM_CLASSES
 
-CLASS_NAMES: tuple[str, ...] = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
-NUM_CLASSES = len(CLASS_NAMES)
-IMAGE_SHAPE = (28, 28)
+log = logging.getLogger(__name__)
 
 APT_PACKAGE = "dataset-fashion-mnist"
 DIR_VARIABLE = "FASHION_MNIST_DIR"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 KERAS_CACHE_DIR = Path("~/.keras/datasets/fashion-mnist")
 
-# name stem -> (IDX magic number, expected shape)
+# array -> (file name stem, IDX magic number, expected shape)
 IDX_MAGIC_IMAGES = 2051  # 0x00000803: unsigned byte, 3 dimensions
 IDX_MAGIC_LABELS = 2049  # 0x00000801: unsigned byte, 1 dimension
 FILES = {
-    "x_train": ("train-images-idx3-ubyte", IDX_MAGIC_IMAGES, (60000, 28, 28)),
+    "x_train": ("train-images-idx3-ubyte", IDX_MAGIC_IMAGES, (60000, *IMAGE_SHAPE)),
     "y_train": ("train-labels-idx1-ubyte", IDX_MAGIC_LABELS, (60000,)),
-    "x_test": ("t10k-images-idx3-ubyte", IDX_MAGIC_IMAGES, (10000, 28, 28)),
+    "x_test": ("t10k-images-idx3-ubyte", IDX_MAGIC_IMAGES, (10000, *IMAGE_SHAPE)),
     "y_test": ("t10k-labels-idx1-ubyte", IDX_MAGIC_LABELS, (10000,)),
 }
 
@@ -274,7 +261,7 @@ def make_augmenter(seed: int | None = None, zoom: float = 0.0):
         [
             *zoom_layers,
             layers.ZeroPadding2D(2),
-            layers.RandomCrop(28, 28, seed=seed),
+            layers.RandomCrop(*IMAGE_SHAPE, seed=seed),
             layers.RandomFlip("horizontal", seed=seed),
             RandomErasing(seed=seed),
         ],

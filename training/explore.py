@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.classes import CLASS_NAMES, NUM_CLASSES
 from training import report
-from training.data import CLASS_NAMES, NUM_CLASSES, FashionMNIST
+from training.data import FashionMNIST
 
 
 def summary(data: FashionMNIST) -> dict:

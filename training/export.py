@@ -1,4 +1,4 @@
-"""Write a trained model as models/<name>/<version>/: the only contract between training/ and app/.
+"""Write a trained model as models/<name>/<version>/, in the layout contract/ defines for app/.
 
 The version directory is a TensorFlow SavedModel (TF Serving layout) with signature
 ``serving_default``: ``images`` uint8 [None, 28, 28, 1] (garment bright on black, as in the
@@ -6,7 +6,8 @@ dataset) -> ``probabilities`` float32 [None, 10] (softmax of logits / temperatur
 ``logits`` float32 [None, 10]; ``metadata.json`` sits beside ``saved_model.pb``. A second
 signature, ``serving_bfloat16``, has the same inputs, outputs and weights but computes in bfloat16
 (about twice the images/s on CPUs with AVX512-BF16 or AMX); metadata.json maps each precision to
-its signature and records the accuracy each one measures.
+its signature and records the accuracy each one measures; it is validated against
+contract.metadata before it is written, so no version carries metadata the service refuses.
 It is written to a temporary directory and renamed into place, so a reader never sees half a
 version.
 """
@@ -23,20 +24,31 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import CLASS_NAMES
+from contract.classes import CLASS_NAMES
+from contract.metadata import METADATA_FILE, parse_metadata
+from contract.signature import (
+    INPUT_DTYPE,
+    INPUT_NAME,
+    INPUT_SHAPE,
+    LOGITS_NAME,
+    OUTPUT_DTYPE,
+    OUTPUT_NAME,
+    OUTPUT_SHAPE,
+    SIGNATURE,
+    SIGNATURES,
+)
+from contract.versions import next_version
 
 MODEL_NAME = "fashion-cnn"
-SIGNATURE = "serving_default"
-SIGNATURES = {"float32": SIGNATURE, "bfloat16": "serving_bfloat16"}
-INPUT_NAME = "images"
-METADATA_FILE = "metadata.json"
 INPUT_SPEC = {
     "name": INPUT_NAME,
-    "dtype": "uint8",
-    "shape": [None, 28, 28, 1],
+    "dtype": INPUT_DTYPE,
+    "shape": list(INPUT_SHAPE),
     "polarity": "garment bright on black background (Fashion-MNIST)",
     "scaling": "divided by 255 inside the graph",
 }
+_OUTPUT_SPEC = f"{OUTPUT_DTYPE} [{', '.join('None' if size is None else str(size) for size in OUTPUT_SHAPE)}]"
+OUTPUTS = {OUTPUT_NAME: _OUTPUT_SPEC, LOGITS_NAME: _OUTPUT_SPEC}
 
 
 def check_flip_below(flip_below: float | None, tta_flip: bool, unsure_members: bool = False) -> None:
@@ -46,18 +58,6 @@ def check_flip_below(flip_below: float | None, tta_flip: bool, unsure_members: b
         raise ValueError(f"flip_below must be in (0, 1] (got {flip_below})")
     if flip_below is not None and tta_flip:
         raise ValueError("flip_below mirrors only unsure images; tta_flip already mirrors every image")
-
-
-def versions(model_root: Path) -> list[int]:
-    root = Path(model_root)
-    if not root.is_dir():
-        return []
-    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def next_version(model_root: Path) -> int:
-    existing = versions(model_root)
-    return existing[-1] + 1 if existing else 1
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -119,7 +119,7 @@ def _write_savedmodel(
 
                 # oneDNN's convolutions reject an empty batch: no second pass when every image is sure
                 logits = tf.cond(tf.shape(unsure)[0] > 0, second_look, lambda: first)
-            return {"probabilities": tf.nn.softmax(logits * inverse_temperature), "logits": logits}
+            return {OUTPUT_NAME: tf.nn.softmax(logits * inverse_temperature), LOGITS_NAME: logits}
 
         return serve
 
@@ -131,7 +131,7 @@ def _write_savedmodel(
         archive.add_endpoint(
             name=signature,
             fn=make_serve(members, unsure_members),
-            input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.uint8, name=INPUT_NAME)],
+            input_signature=[tf.TensorSpec(INPUT_SHAPE, INPUT_DTYPE, name=INPUT_NAME)],
         )
     archive.write_out(str(path), verbose=False)
 
@@ -216,7 +216,7 @@ def export(
             "unsure_members": len(unsure_with),
             "class_names": list(CLASS_NAMES),
             "input": INPUT_SPEC,
-            "outputs": {"probabilities": "float32 [None, 10]", "logits": "float32 [None, 10]"},
+            "outputs": OUTPUTS,
             "signature": SIGNATURE,
             "signatures": SIGNATURES,
             "temperature": float(temperature),
@@ -227,6 +227,8 @@ def export(
             **measured,
             **metadata,
         }
+        # the service refuses what the contract refuses: such a version is never written
+        parse_metadata(full_metadata, f"metadata for {final}")
         (staging / METADATA_FILE).write_text(json.dumps(full_metadata, indent=2) + "\n")
         os.chmod(staging, 0o755)
         # rename() within one filesystem is atomic: the version appears whole or not at all.

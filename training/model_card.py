@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.metadata import METADATA_FILE
+from contract.seasons import default_season_of_class
+from contract.signature import native_bfloat16
 from training import architectures, benchmark, data, export, report
-from training.calibrate import SEASON_OF_CLASS
 
 
 def _pct(x: float) -> str:
@@ -131,7 +133,7 @@ def write_card(
 
     ``images_per_s`` maps each exported precision to {batch size: images/s} on this machine."""
     version_dir, figures_dir, card_path = Path(version_dir), Path(figures_dir), Path(card_path)
-    meta = json.loads((version_dir / export.METADATA_FILE).read_text())
+    meta = json.loads((version_dir / METADATA_FILE).read_text())
     dataset = data.load_fashion_mnist()
     accuracy_by_precision = {
         precision: float(
@@ -146,7 +148,7 @@ def write_card(
     predicted = probs.argmax(axis=1)
     test_accuracy = float(np.mean(predicted == dataset.y_test))
     # The target is judged on the fastest signature this machine runs natively (what the service serves).
-    served = "bfloat16" if "bfloat16" in images_per_s and benchmark.native_bfloat16() else "float32"
+    served = "bfloat16" if "bfloat16" in images_per_s and native_bfloat16() else "float32"
     served_per_s = images_per_s.get(served, {})
     matrix = report.confusion_matrix(dataset.y_test, predicted)
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +165,7 @@ def write_card(
     validation_label = "validation (held-out twin)" if twin else "validation"
     sorting_val, sorting_test = held_out["sorting_validation"], meta["sorting_test"]
     seasons: dict[str, list[str]] = {}
-    for name, season in SEASON_OF_CLASS.items():
+    for name, season in default_season_of_class().items():
         seasons.setdefault(season, []).append(name)
     widths = ", ".join(str(w) for w in architectures.FASHION_CNN_WIDTHS)
     tta, flip_below = bool(meta.get("tta_flip")), meta.get("flip_below")

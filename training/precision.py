@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import keras
 
-PRECISIONS = ("float32", "bfloat16")
+from contract.signature import PRECISIONS
+
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 FLOAT32_LAYERS = ("logits",)
 

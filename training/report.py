@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import CLASS_NAMES, NUM_CLASSES
+from contract.classes import CLASS_NAMES, NUM_CLASSES
 
 
 def _pyplot():

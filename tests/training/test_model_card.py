@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from training import export, model_card
+from contract.metadata import METADATA_FILE
+from training import model_card
 from training.calibrate import calibrate_run
 from training.cli import _export_run
 from training.train import TrainConfig, train
@@ -29,7 +30,7 @@ def cards(tmp_path_factory):
     for name, run in (("twin", twin), ("full", full)):
         version_dir = _export_run(run, root / "models", None)
         card = model_card.write_card(version_dir, root / f"{name}-figures", root / f"{name}.md", SPEED)
-        written[name] = (card.read_text().splitlines(), json.loads((version_dir / export.METADATA_FILE).read_text()))
+        written[name] = (card.read_text().splitlines(), json.loads((version_dir / METADATA_FILE).read_text()))
     return twin, full, root, twin_calibration, written
 
 

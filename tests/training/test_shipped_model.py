@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.versions import latest, versions
 from training import calibrate, export
 
 MODEL_ROOT = Path(__file__).resolve().parents[2] / "models" / "fashion-cnn"
@@ -13,7 +14,7 @@ MODEL_ROOT = Path(__file__).resolve().parents[2] / "models" / "fashion-cnn"
 
 @pytest.fixture(scope="module")
 def shipped():
-    version_dir = MODEL_ROOT / str(export.versions(MODEL_ROOT)[-1])
+    version_dir = latest(MODEL_ROOT)
     return version_dir, json.loads((version_dir / "metadata.json").read_text())
 
 
@@ -39,7 +40,7 @@ def held_out(shipped):
     twin = meta.get("calibrated_by")
     if twin is None:
         return shipped
-    for version in reversed(export.versions(MODEL_ROOT)):
+    for version in reversed(versions(MODEL_ROOT)):
         candidate = json.loads((MODEL_ROOT / str(version) / "metadata.json").read_text())
         runs = [m["run"] for m in candidate.get("ensemble_members", [])] or [candidate.get("run")]
         same_graph = [candidate.get(k) for k in GRAPH_KEYS] == [meta.get(k) for k in GRAPH_KEYS]
@@ -101,7 +102,7 @@ def test_measured_ece_on_test_matches_metadata(shipped, outputs, fashion):
 
 
 def _exported_precisions() -> list[str]:
-    version_dir = MODEL_ROOT / str(export.versions(MODEL_ROOT)[-1])
+    version_dir = latest(MODEL_ROOT)
     return list(json.loads((version_dir / "metadata.json").read_text()).get("signatures", {"float32": None}))
 
 

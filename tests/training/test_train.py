@@ -3,6 +3,8 @@ import json
 import numpy as np
 import pytest
 
+from contract.metadata import MetadataError
+from contract.versions import next_version
 from training import data, export
 from training.train import TrainConfig, load_best, train
 
@@ -47,7 +49,7 @@ def test_export_reload_reproduces_keras_predictions(smoke_run, tmp_path, fashion
     assert metadata["input"]["dtype"] == "uint8" and metadata["input"]["shape"] == [None, 28, 28, 1]
     assert metadata["temperature"] == 1.0
 
-    assert export.next_version(tmp_path / "fashion-cnn") == 2
+    assert next_version(tmp_path / "fashion-cnn") == 2
 
 
 def test_bfloat16_signature_shares_the_weights_and_records_its_accuracy(smoke_run, tmp_path, fashion):
@@ -91,12 +93,22 @@ def test_failed_export_leaves_nothing_behind(smoke_run, tmp_path, monkeypatch):
     assert list(root.iterdir()) == []
 
 
+def test_metadata_the_service_would_refuse_is_never_written(smoke_run, tmp_path):
+    root = tmp_path / "fashion-cnn"
+    with pytest.raises(MetadataError) as err:
+        export.export(load_best(smoke_run.run_dir), root, {"review_threshold": 1.5})
+    assert str(err.value) == (
+        f"metadata for {root / '1'}: review_threshold: Input should be less than or equal to 1 (got 1.5)"
+    )
+    assert list(root.iterdir()) == []
+
+
 def test_existing_version_is_never_overwritten(smoke_run, tmp_path):
     root = tmp_path / "fashion-cnn"
     (root / "3").mkdir(parents=True)
     with pytest.raises(FileExistsError):
         export.export(load_best(smoke_run.run_dir), root, {}, version=3)
-    assert export.next_version(root) == 4
+    assert next_version(root) == 4
 
 
 class Interrupted(Exception):
