@@ -38,6 +38,7 @@ from contract.signature import (
     SIGNATURES,
 )
 from contract.versions import next_version
+from training import sorting
 
 MODEL_NAME = "fashion-cnn"
 INPUT_SPEC = {
@@ -143,31 +144,30 @@ def measure_signatures(
     ``validation`` split, its own review threshold (chosen there as calibrate does) with the
     sorting figures it gives; the service applies the threshold of the precision it serves.
     Without a validation split (the model trained on it) every signature gets ``review_threshold``."""
-    from training import calibrate
-
-    accuracy, sorting = {}, {}
+    accuracy_by_precision, sorting_by_precision = {}, {}
     for precision in SIGNATURES:
         probs = {
             name: predict_exported(version_dir, images, precision)["probabilities"]
             for name, (images, _) in splits.items()
         }
-        accuracy[precision] = {
+        accuracy_by_precision[precision] = {
             name: float(np.mean(probs[name].argmax(1) == labels)) for name, (_, labels) in splits.items()
         }
         threshold = (
-            calibrate.choose_review_threshold(probs["validation"], splits["validation"][1])
+            sorting.choose_review_threshold(probs["validation"], splits["validation"][1])
             if "validation" in splits
             else review_threshold
         )
         if threshold is not None:
-            sorting[precision] = {
+            sorting_by_precision[precision] = {
                 "review_threshold": threshold,
                 **{
-                    name: calibrate.sorting_figures(probs[name], labels, threshold)
+                    name: sorting.sorting_figures(probs[name], labels, threshold)
                     for name, (_, labels) in splits.items()
                 },
             }
-    return {"accuracy_by_precision": accuracy, **({"sorting_by_precision": sorting} if sorting else {})}
+    measured = {"accuracy_by_precision": accuracy_by_precision}
+    return {**measured, "sorting_by_precision": sorting_by_precision} if sorting_by_precision else measured
 
 
 def export(

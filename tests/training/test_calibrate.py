@@ -3,7 +3,7 @@ import pytest
 
 from contract.classes import CLASS_NAMES
 from contract.seasons import default_seasons
-from training import calibrate
+from training import calibrate, sorting
 
 
 def test_fit_temperature_recovers_the_true_temperature():
@@ -30,7 +30,7 @@ def test_season_mass_sums_class_probabilities():
     probs[0, CLASS_NAMES.index("Shirt")] = 0.4  # all-season
     probs[0, CLASS_NAMES.index("T-shirt/top")] = 0.35  # summer
     probs[0, CLASS_NAMES.index("Dress")] = 0.25  # summer
-    season, mass = calibrate.bin_decisions(probs)
+    season, mass = sorting.bin_decisions(probs)
     assert default_seasons()[season[0]] == "summer"
     assert mass[0] == pytest.approx(0.60)
 
@@ -52,8 +52,8 @@ def test_review_threshold_is_the_smallest_that_keeps_wrong_bins_under_one_percen
     confidence = np.full(n, 0.9)
     confidence[:30] = np.linspace(0.50, 0.79, 30)
     probs = _one_hot_probs(predicted, confidence)
-    threshold = calibrate.choose_review_threshold(probs, labels)
-    figures = calibrate.sorting_figures(probs, labels, threshold)
+    threshold = sorting.choose_review_threshold(probs, labels)
+    figures = sorting.sorting_figures(probs, labels, threshold)
     # 10 wrong items may stay (1 % of 1,000): the 20 least confident go to review.
     assert figures["wrong_bin_rate"] == pytest.approx(0.010)
     assert figures["review_share"] == pytest.approx(0.020)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from contract.versions import latest, versions
-from training import calibrate, export
+from training import calibrate, export, sorting
 
 MODEL_ROOT = Path(__file__).resolve().parents[2] / "models" / "fashion-cnn"
 
@@ -89,7 +89,7 @@ def test_review_threshold_keeps_wrong_bins_under_one_percent_on_validation(shipp
     assert 0 < threshold < 1
     assert threshold == held_out_meta["review_threshold"] and meta["temperature"] == held_out_meta["temperature"]
     val = outputs["val"] if held_out_dir == version_dir else export.predict_exported(held_out_dir, split.x_val)
-    figures = calibrate.sorting_figures(val["probabilities"], split.y_val, threshold)
+    figures = sorting.sorting_figures(val["probabilities"], split.y_val, threshold)
     assert figures["wrong_bin_rate"] <= 0.01
     claimed = (meta.get("calibrated_by") or meta)["sorting_validation"]
     assert figures["review_share"] == pytest.approx(claimed["review_share"], abs=0.001)
@@ -124,13 +124,13 @@ def test_every_exported_precision_serves_what_metadata_says(precision, shipped, 
         )
     assert np.mean(test.argmax(axis=1) == outputs["test"]["probabilities"].argmax(axis=1)) >= 0.995
     # Each precision has its own review threshold (the service applies the served one's).
-    sorting = meta["sorting_by_precision"][precision]
-    assert 0 < sorting["review_threshold"] < 1
-    figures = calibrate.sorting_figures(val, split.y_val, sorting["review_threshold"])
+    claimed = meta["sorting_by_precision"][precision]
+    assert 0 < claimed["review_threshold"] < 1
+    figures = sorting.sorting_figures(val, split.y_val, claimed["review_threshold"])
     # The threshold sits exactly at 1 % on the exporting machine; bfloat16 kernels round a little
     # differently on CPUs without native bfloat16, which may move one item of 10,000 across it.
     assert figures["wrong_bin_rate"] <= (0.01 if precision == "float32" else 0.0101)
     if held_out_dir == version_dir:
-        assert figures["review_share"] == pytest.approx(sorting["validation"]["review_share"], abs=0.001)
+        assert figures["review_share"] == pytest.approx(claimed["validation"]["review_share"], abs=0.001)
     if precision == "float32":
-        assert sorting["review_threshold"] == pytest.approx(meta["review_threshold"], abs=1e-6)
+        assert claimed["review_threshold"] == pytest.approx(meta["review_threshold"], abs=1e-6)

@@ -286,8 +286,9 @@ def test_ensemble_refuses_a_member_that_trained_on_the_validation_split(smoke_ru
 def test_full_train_run_serves_its_held_out_twins_calibration(smoke_run, tmp_path, fashion):
     import shutil
 
-    from training.calibrate import calibrate_run, model_logits, softmax, sorting_figures
+    from training.calibrate import calibrate_run, model_logits, softmax
     from training.cli import _export_run
+    from training.sorting import sorting_figures
 
     twin, full = tmp_path / "twin", tmp_path / "full"
     shutil.copytree(smoke_run.run_dir, twin)
