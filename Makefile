@@ -1,4 +1,5 @@
-# The two entry points of the README: `make serve` and `make test`, both from a fresh Debian machine.
+# The README's entry points: `make serve` and `make test` (lint, then the tests), both from a fresh
+# Debian machine; `make lint` alone; `make bench` for the published figures.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 APT_PACKAGES := dataset-fashion-mnist prometheus wrk
 
-.PHONY: serve test bench install install-dev apt-deps lint
+.PHONY: serve test lint bench install install-dev apt-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +36,15 @@ apt-deps:
 serve: install
 	$(BIN)/garment-sorter serve --host $(HOST) --port $(PORT)
 
-test: apt-deps install-dev
+# ruff (lint and format) over everything; mypy: strict for app/ and contract/, typed defs elsewhere.
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint apt-deps
 	$(BIN)/python -m pytest
 
 # Writes docs/benchmarks.md and docs/bench/*.png (about 25 minutes, the 10-minute soak included).
 bench: apt-deps install-dev
-	$(BIN)/garment-sorter bench suite
+	$(BIN)/python -m bench suite

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BOUNDARY = "garmentsorterbenchboundary"
 
@@ -126,8 +127,9 @@ class RawResponse:
     body: bytes
     latency_s: float
 
-    def json(self) -> dict:
-        return json.loads(self.body)
+    def json(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.body)
+        return document
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
@@ -202,7 +204,7 @@ async def open_loop(
     in_use = 0
     loop = asyncio.get_running_loop()
     started = loop.time()
-    tasks: set[asyncio.Task] = set()
+    tasks: set[asyncio.Task[None]] = set()
 
     def reusable() -> Connection | None:
         # A connection idle for long may be closed by the server's keep-alive timeout (5 s by

@@ -57,7 +57,7 @@ def render_catalog_photo(image: np.ndarray, rng: np.random.Generator, upscale: s
     top, bottom, left, right = (int(rng.integers(0.05 * height, 0.25 * height)) for _ in range(4))
     canvas = np.full((top + height + bottom, left + width + right, 3), BACKGROUND, np.float32)
     canvas[top : top + height, left : left + width] = garment
-    canvas += rng.normal(0.0, 1.0, canvas.shape).astype(np.float32)
+    canvas += np.asarray(rng.normal(0.0, 1.0, canvas.shape), dtype=np.float32)
     photo = Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8), "RGB")
     buffer = io.BytesIO()
     photo.save(buffer, "JPEG", quality=int(rng.integers(85, 96)))

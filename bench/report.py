@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.plan import CONCURRENCY, MAX_WAIT_CONCURRENCY, RAW_BATCH_SIZES, SOAK_P99_DRIFT_LIMIT, SOAK_RSS_GROWTH_LIMIT
 
 
 # --- plots and the report -----------------------------------------------------------------------
-def plot(results: dict, out_dir: Path) -> list[str]:
+def plot(results: dict[str, Any], out_dir: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,7 +118,7 @@ def _row(cells: Sequence[object]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def report(results: dict, image_dir: str) -> str:
+def report(results: dict[str, Any], image_dir: str) -> str:
     """docs/benchmarks.md: one section per measurement, then how to reproduce it."""
     sections = [
         _introduction(results),
@@ -130,7 +131,7 @@ def report(results: dict, image_dir: str) -> str:
     return "\n".join(line for section in sections for line in section)
 
 
-def _introduction(results: dict) -> list[str]:
+def _introduction(results: dict[str, Any]) -> list[str]:
     return [
         "# Benchmarks",
         "",
@@ -154,7 +155,7 @@ def _introduction(results: dict) -> list[str]:
     ]
 
 
-def _concurrency_section(results: dict, image_dir: str) -> list[str]:
+def _concurrency_section(results: dict[str, Any], image_dir: str) -> list[str]:
     sweep = {build: {r["concurrency"]: r for r in rows} for build, rows in results["concurrency"].items()}
     lines = [
         "## POST /classify: throughput and latency versus concurrency",
@@ -185,7 +186,7 @@ def _concurrency_section(results: dict, image_dir: str) -> list[str]:
     return [*lines, "", f"Non-2xx answers or socket errors over the whole sweep: {errors}.", ""]
 
 
-def _batch_section(results: dict, image_dir: str) -> list[str]:
+def _batch_section(results: dict[str, Any], image_dir: str) -> list[str]:
     lines = [
         "## The raw model by batch size, and POST /classify/batch by request size",
         "",
@@ -225,7 +226,7 @@ def _batch_section(results: dict, image_dir: str) -> list[str]:
     return [*lines, ""]
 
 
-def _max_wait_section(results: dict, image_dir: str) -> list[str]:
+def _max_wait_section(results: dict[str, Any], image_dir: str) -> list[str]:
     return [
         "## max_wait_ms sweep",
         "",
@@ -254,7 +255,7 @@ def _max_wait_section(results: dict, image_dir: str) -> list[str]:
     ]
 
 
-def _soak_section(results: dict, image_dir: str) -> list[str]:
+def _soak_section(results: dict[str, Any], image_dir: str) -> list[str]:
     soak_result = results.get("soak")
     if not soak_result:
         return ["## Soak", "", "Not run this time (`--soak-s 0`)."]
@@ -319,7 +320,7 @@ def _reproduce_section(image_dir: str) -> list[str]:
     ]
 
 
-def headlines(results: dict) -> list[str]:
+def headlines(results: dict[str, Any]) -> list[str]:
     sweep = {build: {r["concurrency"]: r for r in rows} for build, rows in results["concurrency"].items()}
     best_c = max(CONCURRENCY, key=lambda c: sweep["batched"][c]["requests_per_s"])
     b, u, n = sweep["batched"], sweep["unbatched"], sweep["null-model"]
@@ -328,8 +329,9 @@ def headlines(results: dict) -> list[str]:
     lines = [
         (
             f"single-image POST /classify, batching on: {b[best_c]['requests_per_s']:,.0f} images/s at c={best_c}"
-            f" (p50 {b[best_c]['p50_ms']:.1f} ms, p99 {b[best_c]['p99_ms']:.1f} ms); at c=64 {b[64]['requests_per_s']:,.0f}"
-            f" images/s = {b[64]['requests_per_s'] / n[64]['requests_per_s']:.2f}x the null-model ceiling and"
+            f" (p50 {b[best_c]['p50_ms']:.1f} ms, p99 {b[best_c]['p99_ms']:.1f} ms);"
+            f" at c=64 {b[64]['requests_per_s']:,.0f} images/s"
+            f" = {b[64]['requests_per_s'] / n[64]['requests_per_s']:.2f}x the null-model ceiling and"
             f" {b[64]['requests_per_s'] / u[64]['requests_per_s']:.2f}x unbatched"
         ),
         (
@@ -350,7 +352,8 @@ def headlines(results: dict) -> list[str]:
     if results.get("soak"):
         s = results["soak"]
         lines.append(
-            f"soak, {s['duration_s'] / 60:g} min at {s['rate_per_s']:.0f} photos/s: RSS {100 * s['rss_growth']:+.2f} %, p99"
-            f" {s['p99_first_ms']:.0f} -> {s['p99_last_ms']:.0f} ms, {'PASS' if s['passed'] else 'FAIL'}"
+            f"soak, {s['duration_s'] / 60:g} min at {s['rate_per_s']:.0f} photos/s:"
+            f" RSS {100 * s['rss_growth']:+.2f} %, p99 {s['p99_first_ms']:.0f} -> {s['p99_last_ms']:.0f} ms,"
+            f" {'PASS' if s['passed'] else 'FAIL'}"
         )
     return lines

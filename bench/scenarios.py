@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ BUILDS = {
 }
 
 
-def bench_http(args: argparse.Namespace) -> dict:
+def bench_http(args: argparse.Namespace) -> dict[str, Any]:
     images, _ = load_test_set()
     body, content_type = multipart_body([("file", "item.png", png_bytes(images[0]))])
     concurrencies = args.concurrency
@@ -93,7 +94,7 @@ def raw_model_rate(batch: int, seconds: float) -> float:
     return count * batch / (time.perf_counter() - started)
 
 
-def bench_batch(args: argparse.Namespace) -> dict:
+def bench_batch(args: argparse.Namespace) -> dict[str, Any]:
     images, _ = load_test_set()
     n = args.batch_files
     # The raw model runs in a child process, before the server starts: no CPU shared, and this
@@ -176,7 +177,7 @@ def classify_raw_over_http(server_url: str, images: np.ndarray, chunk: int = 256
     return np.asarray(out)
 
 
-def bench_preprocess(args: argparse.Namespace) -> dict:
+def bench_preprocess(args: argparse.Namespace) -> dict[str, Any]:
     images, labels = load_test_set()
     images, labels = images[: args.limit], labels[: args.limit]
     renders = {}

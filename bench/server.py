@@ -25,47 +25,56 @@ REPO = Path(__file__).resolve().parent.parent
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass
 class Server:
-    process: subprocess.Popen
-    url: str
+    process: subprocess.Popen[bytes]
+    port: int
     log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(env: dict[str, str] | None = None, timeout_s: float = 180.0, nice: int = 0) -> Server:
-    """`garment-sorter serve` on a free port; returns once /readyz answers 200."""
+def start_server(
+    env: dict[str, str] | None = None, timeout_s: float = 180.0, nice: int = 0, wait_for: str = "/readyz"
+) -> Server:
+    """`garment-sorter serve` on a free port; returns once ``wait_for`` answers 200."""
     port = free_port()
-    log_file = tempfile.NamedTemporaryFile(prefix="garment-sorter-", suffix=".log", delete=False)
+    handle, log_name = tempfile.mkstemp(prefix="garment-sorter-", suffix=".log")
+    os.close(handle)
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if nice:
         command = ["nice", "-n", str(nice), *command]
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
-    server = Server(process, f"http://127.0.0.1:{port}", Path(log_file.name))
+    with open(log_name, "wb") as log_file:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    server = Server(process, port, Path(log_name))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()[-3000:]}")
         try:
-            with urllib.request.urlopen(server.url + "/readyz", timeout=1) as response:
+            with urllib.request.urlopen(server.url + wait_for, timeout=1) as response:
                 if response.status == 200:
                     return server
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.1)
     stop_server(server)
-    raise TimeoutError(f"server not ready within {timeout_s} s:\n{server.log()[-3000:]}")
+    raise TimeoutError(f"{wait_for} not 200 within {timeout_s} s:\n{server.log()[-3000:]}")
 
 
 def stop_server(server: Server, timeout_s: float = 60.0) -> int:
@@ -103,7 +112,3 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def port_of(server: Server) -> int:
-    return int(server.url.rsplit(":", 1)[1])

@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ from bench.plan import (
 )
 from bench.report import headlines, plot, report
 from bench.scenarios import BUILDS
-from bench.server import REPO, Server, port_of, process_cpu_s, rss_bytes, running_server
+from bench.server import REPO, Server, process_cpu_s, rss_bytes, running_server
 
 
 # --- the machine --------------------------------------------------------------------------------
@@ -87,8 +88,8 @@ def model_ref() -> str:
     version_dir = latest(load_settings().resolved_model_dir())
     metadata = read_metadata(version_dir)
     return (
-        f"{metadata.get('name', 'model')} v{version_dir.name} ({metadata.get('architecture', '?')}, "
-        f"{metadata.get('params', '?')} parameters, served in {served_precision()})"
+        f"{metadata.name} v{version_dir.name} ({metadata.architecture or '?'}, "
+        f"{metadata.params or '?'} parameters, served in {served_precision()})"
     )
 
 
@@ -102,7 +103,7 @@ def _wrk_s(seconds: float) -> int:
     return max(1, round(seconds))  # wrk takes whole seconds
 
 
-def measure(server: Server, body: bytes, content_type: str, concurrency: int, duration_s: float) -> dict:
+def measure(server: Server, body: bytes, content_type: str, concurrency: int, duration_s: float) -> dict[str, Any]:
     cpu_before = process_cpu_s(server.process.pid)
     result = wrk(server.url + "/classify", body, content_type, concurrency, _wrk_s(duration_s))
     cpu_after = process_cpu_s(server.process.pid)
@@ -112,9 +113,9 @@ def measure(server: Server, body: bytes, content_type: str, concurrency: int, du
     return row
 
 
-def concurrency_sweep(args: argparse.Namespace) -> dict[str, list[dict]]:
+def concurrency_sweep(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     body, content_type = single_image_body()
-    table: dict[str, list[dict]] = {}
+    table: dict[str, list[dict[str, Any]]] = {}
     for build, env in BUILDS.items():
         with running_server(env) as server:
             wrk(server.url + "/classify", body, content_type, max(CONCURRENCY), _wrk_s(args.warmup_s))
@@ -173,7 +174,7 @@ def raw_model(args: argparse.Namespace) -> dict[int, float]:
     return rows
 
 
-def max_wait_sweep(args: argparse.Namespace) -> list[dict]:
+def max_wait_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     body, content_type = single_image_body()
     rows = []
     for wait_ms in MAX_WAIT_MS:
@@ -190,7 +191,7 @@ def max_wait_sweep(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def batch_endpoint(args: argparse.Namespace) -> list[dict]:
+def batch_endpoint(args: argparse.Namespace) -> list[dict[str, Any]]:
     import httpx
 
     images, _ = load_test_set()
@@ -202,7 +203,8 @@ def batch_endpoint(args: argparse.Namespace) -> list[dict]:
             headers = {"content-type": content_type}
             for _ in range(3):
                 client.post(url, content=body, headers=headers).raise_for_status()
-            latencies, started = [], time.perf_counter()
+            latencies: list[float] = []
+            started = time.perf_counter()
             while time.perf_counter() - started < args.duration_s or len(latencies) < 5:
                 t0 = time.perf_counter()
                 response = client.post(url, content=body, headers=headers)
@@ -219,12 +221,12 @@ def batch_endpoint(args: argparse.Namespace) -> list[dict]:
 
 
 # --- the soak -----------------------------------------------------------------------------------
-def soak(args: argparse.Namespace) -> dict:
+def soak(args: argparse.Namespace) -> dict[str, Any]:
     """Half the measured capacity, open loop, catalog photos, for soak_s: RSS and p99 per window."""
     images, _ = load_test_set()
     photos = render_photos(images[:200], seed=11)
     with running_server() as server:
-        port = port_of(server)
+        port = server.port
         raws = [http_request("POST", "/classify", p, {"Content-Type": "image/jpeg"}, port) for p in photos]
         answered, elapsed, statuses = asyncio.run(closed_loop(port, raws, 32, args.capacity_s))
         if set(statuses) != {200}:
@@ -308,9 +310,9 @@ def soak(args: argparse.Namespace) -> dict:
     return summary
 
 
-def run_suite(args: argparse.Namespace) -> dict:
+def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
-    results: dict = {
+    results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "model": model_ref(),
@@ -339,5 +341,5 @@ def run_suite(args: argparse.Namespace) -> dict:
     return results
 
 
-def run_soak(args: argparse.Namespace) -> dict:
+def run_soak(args: argparse.Namespace) -> dict[str, Any]:
     return soak(args)

@@ -17,15 +17,15 @@ from app.config import Settings
 class SorterAPI(FastAPI):
     """FastAPI whose generated OpenAPI document drops the key requirement from open operations."""
 
-    open_paths: set[str] | None = set()  # None: every path is open; empty: none is
+    open_paths: frozenset[str] | None = frozenset()  # None: every path is open; empty: none is
 
     def configure_security_docs(self, settings: Settings) -> None:
         if not settings.api_keys:
             self.open_paths = None
         elif not settings.metrics_require_key:
-            self.open_paths = {"/metrics"}
+            self.open_paths = frozenset({"/metrics"})
         else:
-            self.open_paths = set()
+            self.open_paths = frozenset()
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:

@@ -15,6 +15,7 @@ the loop carries on; a loop error is logged and the loop carries on too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -165,12 +166,10 @@ class Batcher:
             await asyncio.wait_for(asyncio.shield(task), timeout_s)
         except (TimeoutError, asyncio.CancelledError):
             task.cancel()
-            try:
+            with contextlib.suppress(BaseException):  # whatever the cancelled loop ends with: it is over
                 await task
-            except BaseException:
-                pass
         except Exception:
-            pass
+            pass  # the loop's own failure was already delivered to its callers
         self._fail_all(BatcherStopped("the batcher stopped"))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)

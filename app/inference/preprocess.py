@@ -14,6 +14,7 @@ grayscale, dark border) is returned unchanged, bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import warnings
@@ -97,10 +98,9 @@ def decode(opened: Opened) -> Image.Image:
         image.load()
     except Exception:
         raise errors.corrupt_image() from None
-    try:
+    # A damaged EXIF block must not lose the photo: keep it as stored.
+    with contextlib.suppress(Exception):
         image = ImageOps.exif_transpose(image)
-    except Exception:  # a damaged EXIF block must not lose the photo; keep it as stored
-        pass
     try:
         return _normalise_mode(image)
     except Exception:

@@ -154,7 +154,6 @@ def _configure_tensorflow(intra_op_threads: int, inter_op_threads: int) -> str:
     return f"CPU ({os.cpu_count()} cores, {intra_op_threads or 'default'} intra-op threads)"
 
 
-
 def load_tensorflow_model(
     model_dir: Path,
     max_batch_size: int,
@@ -223,4 +222,3 @@ def _check_signature(version_dir: Path, signature: Any, num_classes: int) -> Non
             f"{version_dir}: output '{OUTPUT_NAME}' must be float32 [None, {num_classes}], "
             f"is {out.dtype.name} {out.shape.as_list()}"
         )
-

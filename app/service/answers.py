@@ -61,9 +61,7 @@ def build_answer(
         "class_id": class_id,
         "label": names[class_id],
         "confidence": probabilities[class_id],
-        "top_k": [
-            {"class_id": c, "label": names[c], "probability": probabilities[c]} for c in row.class_order[:top_k]
-        ],
+        "top_k": [{"class_id": c, "label": names[c], "probability": probabilities[c]} for c in row.class_order[:top_k]],
         "season": decision.season,
         "bin": decision.bin,
         "zone": decision.zone,

@@ -212,7 +212,11 @@ class RequestFlow:
         if error is None:
             try:
                 outcome = self._unwrap(futures[index])
-                return {"index": index, "result": self.answer(outcome, item.preprocess_s, top_k, on, item_id), "error": None}
+                return {
+                    "index": index,
+                    "result": self.answer(outcome, item.preprocess_s, top_k, on, item_id),
+                    "error": None,
+                }
             except ApiError as exc:
                 error = exc
         self.metrics.count_rejection(error.code)

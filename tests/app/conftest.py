@@ -82,7 +82,7 @@ def controlled(tf_model: TensorFlowModel) -> Iterator[ControlledModel]:
 @pytest.fixture(scope="module")
 def client(make_client) -> Iterator[TestClient]:
     client = make_client()
-    yield client
+    return client
 
 
 @pytest.fixture(scope="session")

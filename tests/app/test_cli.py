@@ -46,7 +46,7 @@ def test_classify_photos_locally(tmp_path, model_dir, tf_model, test_set):
         assert 0 < record["confidence"] <= 1
     plain = cli("classify", files[0], env={"SORTER_MODEL_DIR": str(model_dir)})
     assert plain.returncode == 0
-    path, label, confidence, season, rest = plain.stdout.strip().split("\t", 4)
+    path, label, confidence, _season, _rest = plain.stdout.strip().split("\t", 4)
     assert (path, label) == (files[0], expected) and 0 < float(confidence) <= 1
 
 
@@ -77,7 +77,8 @@ def test_serve_refuses_a_bad_policy_file(tmp_path, model_dir):
     done = cli("serve", "--port", "1", env={"SORTER_POLICY_FILE": str(policy), "SORTER_MODEL_DIR": str(model_dir)})
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"garment-sorter: error: policy file {policy}: class 'Coat' is mapped more than once ('winter' and 'all-season')"
+        f"garment-sorter: error: policy file {policy}: "
+        "class 'Coat' is mapped more than once ('winter' and 'all-season')"
     )
 
 

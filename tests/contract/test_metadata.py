@@ -32,7 +32,10 @@ BOTH = {"float32": "serving_default", "bfloat16": "serving_bfloat16"}
             lambda m: m.update(calibrated_by=["runs/a"]),
             "calibrated_by: Input should be a valid dictionary or instance of CalibratedBy (got ['runs/a'])",
         ),
-        (lambda m: m.update(calibrated_by={"runs": [1]}), "calibrated_by.runs.0: Input should be a valid string (got 1)"),
+        (
+            lambda m: m.update(calibrated_by={"runs": [1]}),
+            "calibrated_by.runs.0: Input should be a valid string (got 1)",
+        ),
     ],
 )
 def test_metadata_is_checked(tmp_path, shipped_metadata, change, message):

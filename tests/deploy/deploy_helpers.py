@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.server import Server, start_server
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 DOCS = REPO / "docs" / "deploy.md"
@@ -107,14 +109,6 @@ def sorter_env_fields() -> set[str]:
 
 
 # --- a real service process --------------------------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def served_model_dir() -> Path:
     """The model directory the test servers load: SORTER_MODEL_DIR when the caller set it, else the
     repository's models/fashion-cnn (what the image ships)."""
@@ -130,53 +124,12 @@ def served_model_dir() -> Path:
     return model_dir
 
 
-class Server:
-    """`garment-sorter serve` as a child process on a free loopback port, as the image runs it."""
-
-    def __init__(self, log_path: Path, **settings: str):
-        script = Path(sys.executable).parent / "garment-sorter"
-        assert script.exists(), f"{script} missing: pip install -e . installs the console script"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        env = {**os.environ, "SORTER_MODEL_DIR": str(served_model_dir()), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        env.update({f"SORTER_{k.upper()}": v for k, v in settings.items()})
-        self._log = open(log_path, "wb")
-        self.process = subprocess.Popen(
-            [str(script), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout_s: float = 180.0) -> None:
-        import time
-
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()[-4000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"server not ready within {timeout_s} s:\n{self.log()[-4000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-        self._log.close()
+def start_served(**settings: str) -> Server:
+    """The model the image ships, served by a real `garment-sorter serve` with SORTER_<NAME> settings;
+    returns once it is ready."""
+    env = {"SORTER_MODEL_DIR": str(served_model_dir())}
+    env.update({f"SORTER_{name.upper()}": value for name, value in settings.items()})
+    return start_server(env)
 
 
 def png(seed: int) -> bytes:

@@ -210,7 +210,7 @@ def test_lock_pins_every_runtime_dependency_of_pyproject():
 
 def dict_last(body: list[tuple[str, str]]) -> dict[str, str]:
     """Each instruction's last occurrence (the one in effect for USER, CMD, WORKDIR...)."""
-    return {keyword: args for keyword, args in body}
+    return dict(body)
 
 
 def parse_env(args: str) -> dict[str, str]:

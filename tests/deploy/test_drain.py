@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from deploy_helpers import Server, photo, png
+from deploy_helpers import photo, png, start_served
+
+from bench.server import stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -147,7 +149,7 @@ def port_closed(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def load_run(tmp_path_factory) -> Run:
-    server = Server(tmp_path_factory.mktemp("drain-load") / "server.log", drain_timeout_s=str(DRAIN_TIMEOUT_S))
+    server = start_served(drain_timeout_s=str(DRAIN_TIMEOUT_S))
     stop = threading.Event()
     outcomes: list[Outcome] = []
     workers = [
@@ -155,7 +157,6 @@ def load_run(tmp_path_factory) -> Run:
     ]
     held = None
     try:
-        server.wait_ready()
         for worker in workers:
             worker.start()
         deadline = time.monotonic() + 120
@@ -190,7 +191,7 @@ def load_run(tmp_path_factory) -> Run:
         stop.set()
         if held is not None:
             held.conn.close()
-        server.stop()
+        stop_server(server)
     return Run(
         exit_code=exit_code,
         exit_after_s=exit_after_s,
@@ -206,10 +207,9 @@ def load_run(tmp_path_factory) -> Run:
 
 @pytest.fixture(scope="module")
 def timeout_run(tmp_path_factory) -> Run:
-    server = Server(tmp_path_factory.mktemp("drain-timeout") / "server.log", drain_timeout_s=str(SHORT_DRAIN_TIMEOUT_S))
+    server = start_served(drain_timeout_s=str(SHORT_DRAIN_TIMEOUT_S))
     held = None
     try:
-        server.wait_ready()
         held = HeldRequest(server.port, png(12))  # never released
         time.sleep(0.5)
         sigterm_at = time.monotonic()
@@ -221,7 +221,7 @@ def timeout_run(tmp_path_factory) -> Run:
     finally:
         if held is not None:
             held.conn.close()
-        server.stop()
+        stop_server(server)
     return Run(
         exit_code=exit_code,
         exit_after_s=exit_after_s,

@@ -19,14 +19,15 @@ from deploy_helpers import (
     DEPLOY,
     RULES_FILE,
     SERVICE_METRICS,
-    Server,
-    free_port,
     load_yaml,
     png,
     require_tool,
     served_model_dir,
+    start_served,
 )
 from prometheus_client.parser import text_string_to_metric_families
+
+from bench.server import free_port, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -41,12 +42,11 @@ IMAGES = SINGLE + BATCHES * BATCH_FILES
 def server(tmp_path_factory):
     # Queued images are released at once when the batcher is idle and otherwise wait up to
     # max_wait_ms for company: 20 ms makes concurrent single requests share batches reliably.
-    server = Server(tmp_path_factory.mktemp("e2e") / "server.log", max_wait_ms="20")
+    server = start_served(max_wait_ms="20")
     try:
-        server.wait_ready()
         yield server
     finally:
-        server.stop()
+        stop_server(server)
 
 
 @pytest.fixture(scope="module")
@@ -63,19 +63,19 @@ def prometheus(server, tmp_path_factory):
     config["scrape_configs"] = [job]
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    log = open(workdir / "prometheus.log", "wb")
-    process = subprocess.Popen(
-        [
-            exe,
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        cwd=workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with open(workdir / "prometheus.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [
+                exe,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     api = Prometheus(f"http://127.0.0.1:{port}", process, workdir / "prometheus.log")
     try:
         api.wait_until(lambda: api.ready(), 60, "Prometheus ready")
@@ -88,7 +88,6 @@ def prometheus(server, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        log.close()
 
 
 class Prometheus:

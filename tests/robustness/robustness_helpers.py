@@ -10,10 +10,6 @@ import contextlib
 import io
 import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +19,7 @@ import numpy as np
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.server import Server, free_port, stop_server
+from bench.server import Server, start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = Path(os.environ.get("SORTER_MODEL_DIR", REPO / "models" / "fashion-cnn"))
@@ -54,33 +50,9 @@ def _get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def launch(env: dict[str, str], wait_for: str = "/readyz", timeout_s: float = START_TIMEOUT_S) -> Server:
-    """`garment-sorter serve` on a free loopback port; returns once `wait_for` answers 200."""
-    port = free_port()
-    log_file = tempfile.NamedTemporaryFile(prefix="robustness-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
-    server = Server(process, f"http://127.0.0.1:{port}", Path(log_file.name))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()[-3000:]}")
-        with contextlib.suppress(OSError):
-            if _get(server.url + wait_for, 1.0)[0] == 200:
-                return server
-        time.sleep(0.1)
-    stop_server(server)
-    raise TimeoutError(f"{wait_for} not 200 within {timeout_s} s:\n{server.log()[-3000:]}")
-
-
 @contextlib.contextmanager
 def serving(env: dict[str, str], wait_for: str = "/readyz") -> Iterator[Server]:
-    server = launch(env, wait_for)
+    server = start_server(env, timeout_s=START_TIMEOUT_S, wait_for=wait_for)
     try:
         yield server
     finally:

@@ -49,9 +49,8 @@ def test_admit_counts_announced_and_queued_images_against_the_bound() -> None:
                 assert asyncio.get_running_loop().time() < deadline
                 await asyncio.sleep(0.001)
             queued = batcher.submit_many([image] * 3)
-            with batcher.admit(1):  # 3 queued + 1 on its way = the bound
-                with pytest.raises(QueueFull):
-                    batcher.admit(1)
+            with batcher.admit(1), pytest.raises(QueueFull):  # 3 queued + 1 on its way = the bound
+                batcher.admit(1)
             release.set()
             answers = await asyncio.wait_for(asyncio.gather(running, *queued), STEP_TIMEOUT_S)
             assert [a.row for a in answers] == [0, 0, 1, 2]

@@ -31,7 +31,7 @@ from robustness_helpers import (
 )
 
 from bench.load import Connection, RawResponse, http_request, multipart_body
-from bench.server import Server, port_of
+from bench.server import Server
 
 MAX_QUEUE = 16
 HOLD_MS = 2500  # how long a SLOW image holds its batch: ample time to queue callers behind it
@@ -85,7 +85,7 @@ async def hold_worker(server: Server, seed: int) -> tuple[asyncio.Task, np.ndarr
     samples = await asyncio.to_thread(scrape, server)
     assert queue_depth(samples) == 0 and metric(samples, "garment_sorter_inflight_requests") == 0
     slow = marked_image(SLOW, HOLD_MS, seed=seed)
-    task = asyncio.create_task(send(port_of(server), classify_raw(port_of(server), slow)))
+    task = asyncio.create_task(send(server.port, classify_raw(server.port, slow)))
     await wait_for_metric(
         server, lambda s: metric(s, "garment_sorter_inflight_requests") == 1 and queue_depth(s) == 0, "the hold"
     )
@@ -107,7 +107,7 @@ def assert_inference_failed(status: int, body: dict) -> None:
 
 
 def test_a_failing_batch_fails_exactly_its_callers_and_the_next_batch_succeeds(fault_server: Server) -> None:
-    port = port_of(fault_server)
+    port = fault_server.port
     before = scrape(fault_server)
 
     async def scenario() -> None:
@@ -124,7 +124,9 @@ def test_a_failing_batch_fails_exactly_its_callers_and_the_next_batch_succeeds(f
         status, body = ready_status(fault_server)
         assert (status, body["status"]) == (200, "ready")
         clean = [clean_image(seed) for seed in range(20, 26)]
-        for image, response in zip(clean, await asyncio.gather(*(send(port, classify_raw(port, i)) for i in clean))):
+        for image, response in zip(
+            clean, await asyncio.gather(*(send(port, classify_raw(port, i)) for i in clean)), strict=False
+        ):
             assert_answer(response, image)
 
     asyncio.run(scenario())
@@ -164,7 +166,7 @@ def test_a_poisoned_item_fails_its_whole_batch_request_item_by_item(fault_server
 
 
 def test_clients_that_disconnect_give_back_their_queue_slots(fault_server: Server) -> None:
-    port = port_of(fault_server)
+    port = fault_server.port
     before = scrape(fault_server)
     reject_s: list[float] = []
 

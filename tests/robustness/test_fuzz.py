@@ -24,7 +24,7 @@ from robustness_helpers import API_KEY, CLASS_NAMES, metric, scrape
 
 from app.api.schemas import BatchResponse, ClassifyResponse
 from bench.photos import load_test_set
-from bench.server import Server, port_of, rss_bytes
+from bench.server import Server, rss_bytes
 
 CLASSIFY_EXAMPLES = 1600
 BATCH_EXAMPLES = 150
@@ -452,7 +452,7 @@ def check_result(result: dict, item_id: str | None) -> None:
     ClassifyResponse.model_validate(result)
     assert set(result) == RESPONSE_KEYS
     assert result["label"] == CLASS_NAMES[result["class_id"]]
-    assert [entry["class_id"] for entry in result["top_k"]][0] == result["class_id"]
+    assert next(entry["class_id"] for entry in result["top_k"]) == result["class_id"]
     assert len(result["top_k"]) == 3 and result["confidence"] == result["top_k"][0]["probability"]
     assert result["item_id"] == item_id
 
@@ -482,7 +482,7 @@ def fuzzed(server: Server, tally: Tally):
     before = scrape(server)
     rss_before = rss_bytes(server.process.pid)
     log_offset = len(server.log())
-    yield Wire(port_of(server))
+    yield Wire(server.port)
     rss_after = rss_bytes(server.process.pid)
     after = scrape(server)
     print(

@@ -18,7 +18,7 @@ from robustness_helpers import metric, percentile, ready_status, scrape, serving
 
 from bench.load import Connection, closed_loop, http_request, open_loop
 from bench.photos import load_test_set, render_catalog_photo
-from bench.server import Server, port_of
+from bench.server import Server
 
 MAX_QUEUE = 32
 DEADLINE_S = 1.0
@@ -59,7 +59,7 @@ def photo() -> bytes:
 
 
 def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(overload_server: Server, photo: bytes) -> None:
-    port = port_of(overload_server)
+    port = overload_server.port
     raw = http_request("POST", "/classify", photo, {"Content-Type": "image/jpeg"}, port)
     answered, elapsed, statuses = run(closed_loop(port, raw, 16, MEASURE_S))
     assert set(statuses) == {200}, statuses
@@ -92,7 +92,8 @@ def test_four_times_capacity_is_refused_fast_and_fully_accounted_for(overload_se
         f"\noverload: capacity {capacity:.0f} req/s; offered {OVERLOAD * capacity:.0f} req/s for {OVERLOAD_S:g} s: "
         f"sent {result.sent} = 200: {ok} + 503: {full} + 504: {late}; p99 time to reject "
         f"{reject_p99_ms:.1f} ms; p50/p99 accepted {1000 * percentile(result.latencies_s.get(200, []), 50):.0f}/"
-        f"{1000 * percentile(result.latencies_s.get(200, []), 99):.0f} ms (server side max {max(result.server_ms, default=0):.0f} ms); "
+        f"{1000 * percentile(result.latencies_s.get(200, []), 99):.0f} ms "
+        f"(server side max {max(result.server_ms, default=0):.0f} ms); "
         f"max queue depth seen {max(depths):.0f}; "
         f"{result.connections} connections; {result.late_sends} sends behind schedule; {result.elapsed_s:.1f} s"
     )

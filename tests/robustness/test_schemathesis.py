@@ -38,6 +38,20 @@ cases: Counter[tuple[str, str]] = Counter()
 statuses: dict[str, Counter[int]] = {}
 
 
+def form_type_mutation(case: schemathesis.Case) -> bool:
+    """Whether a negative case's only defect is a form field's JSON type (item_id as a number, a list,
+    an object). Multipart carries text only: such a field arrives as text (or, for an empty list, not
+    at all), so what is sent is a valid request and its 200 is right."""
+    body = case.body
+    if not isinstance(body, dict) or "item_id" not in body:
+        return False
+    item_id = body["item_id"]
+    if case.operation.path == "/classify":
+        return "file" in body and not isinstance(item_id, str)
+    # /classify/batch: one item_id per file, a list of text fields
+    return "files" in body and not (isinstance(item_id, list) and all(isinstance(v, str) for v in item_id))
+
+
 @pytest.fixture(scope="module")
 def api_schema(server: Server) -> schemathesis.BaseSchema:
     config = schemathesis.Config.from_dict(
@@ -84,7 +98,8 @@ def test_operation_conforms(api_schema: schemathesis.BaseSchema, label: str, mod
         suppress_health_check=list(HealthCheck),
     )
     def run(case: schemathesis.Case) -> None:
-        response = case.call_and_validate(timeout=30)
+        excluded = [schemathesis.checks.negative_data_rejection] if form_type_mutation(case) else []
+        response = case.call_and_validate(timeout=30, excluded_checks=excluded)
         cases[(label, mode.value)] += 1
         statuses.setdefault(label, Counter())[response.status_code] += 1
         assert response.status_code < 500, response.text

@@ -106,10 +106,15 @@ def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "Empty image or malformed multipart body (codes: empty_image, malformed_multipart)",
         401: "Missing or invalid X-API-Key (code: unauthorized)",
         413: "Body, image or file count over its limit (codes: body_too_large, image_too_large, too_many_files)",
-        415: "Not an accepted image (codes: unsupported_media_type, not_an_image, unsupported_image_format, corrupt_image)",
+        415: (
+            "Not an accepted image "
+            "(codes: unsupported_media_type, not_an_image, unsupported_image_format, corrupt_image)"
+        ),
         422: "Missing field or invalid parameter (codes: missing_field, validation_error)",
         500: "The model failed on this batch (code: inference_failed)",
-        503: "Not ready, draining or queue full (codes: not_ready, draining, queue_full, shutting_down); see Retry-After",
+        503: (
+            "Not ready, draining or queue full (codes: not_ready, draining, queue_full, shutting_down); see Retry-After"
+        ),
         504: "Not answered within the deadline (code: deadline_exceeded)",
     }
     return {status: {"model": ErrorBody, "description": described[status]} for status in statuses}

@@ -28,7 +28,9 @@ async def model_info(service: ServiceDep) -> dict[str, Any]:
     }
 
 
-_BAD_DATE: dict[int | str, dict[str, Any]] = {422: {"model": ErrorBody, "description": "as_of is not an ISO date (code: validation_error)"}}
+_BAD_DATE: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "as_of is not an ISO date (code: validation_error)"}
+}
 
 
 @router.get(

@@ -181,7 +181,7 @@ def test_batch_results_in_input_order_with_per_item_errors(client, tf_model, pol
     ]
     item_ids = [("item_id", f"id-{i}") for i in range(len(files))]
     response = client.post(
-        "/classify/batch", params={"as_of": on.isoformat()}, files=files, data=dict(item_id=[v for _, v in item_ids])
+        "/classify/batch", params={"as_of": on.isoformat()}, files=files, data={"item_id": [v for _, v in item_ids]}
     )
     assert response.status_code == 200, response.text
     body = response.json()

@@ -284,7 +284,7 @@ def test_deadline_answers_on_time_and_expired_jobs_never_run():
         assert batcher.queue_depth == 0  # the expired job's slot is free before the batch ends
         gate.set()
         after = batcher.submit(image(2), timeout_s=STEP_TIMEOUT_S)
-        tags, gate = await model.next_batch()
+        _tags, gate = await model.next_batch()
         gate.set()
         assert (await result(after)).row == 2
         assert model.batches == [[0], [2]]  # the expired queued job was dropped before inference
