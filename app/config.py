@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, protected_namespaces=())
 
     # Model
-    model_dir: Path = Field(Path("models/fashion-cnn"), description="Directory of integer model versions")
+    model_dir: Path = Field(
+        Path("models/fashion-cnn"),
+        description="Directory of integer model versions; the highest complete one is served",
+    )
     model_backend: Literal["tensorflow", "null"] = Field(
         "tensorflow", description="'null' skips inference (constant output): the benchmark's ceiling"
     )
@@ -39,33 +42,35 @@ class Settings(BaseSettings):
     )
 
     # Batching
-    max_batch_size: int = Field(64, ge=1, le=1024)
-    max_wait_ms: float = Field(2.0, ge=0, le=1000)
-    max_queue: int = Field(1024, ge=1)
+    max_batch_size: int = Field(64, ge=1, le=1024, description="Most images per model call; 1 turns batching off")
+    max_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="How long a batch may wait for more images known to be on their way"
+    )
+    max_queue: int = Field(1024, ge=1, description="Images admitted and not yet answered; beyond it 503 queue_full")
     request_timeout_s: float = Field(5.0, gt=0, description="Per-request deadline; expired requests get 504")
 
     # Input limits
     max_body_bytes: int = Field(10 * MiB, ge=1024, description="POST /classify body limit (and per batch file)")
     max_batch_body_bytes: int = Field(256 * MiB, ge=1024, description="POST /classify/batch body limit")
-    max_batch_files: int = Field(256, ge=1)
+    max_batch_files: int = Field(256, ge=1, description="Files per POST /classify/batch; more: 413 too_many_files")
     max_image_pixels: int = Field(40_000_000, ge=784, description="Larger images are refused before decoding")
-    max_item_id_length: int = Field(128, ge=1)
+    max_item_id_length: int = Field(128, ge=1, description="Longest item_id (characters); longer: 422")
     max_header_bytes: int = Field(
         32 * 1024, ge=1024, description="Request line plus headers; a larger head is answered 431 (serve only)"
     )
-    default_top_k: int = Field(3, ge=1, le=10)
+    default_top_k: int = Field(3, ge=1, le=10, description="Classes in top_k when the request does not say")
 
     # Preprocessing
     resize: Literal["antialias", "subsample"] = Field(
-        "antialias", description="How the longest edge is brought to 28 px (benchmark: `bench preprocess`)"
+        "antialias", description="How the longest edge is brought to 28 px (benchmark: `python -m bench preprocess`)"
     )
     inline_decode_max_pixels: int = Field(
         256 * 256, ge=0, description="Images up to this size are decoded on the event loop, larger ones in a thread"
     )
-    preprocess_threads: int = Field(2, ge=1)
+    preprocess_threads: int = Field(2, ge=1, description="Threads decoding large images and batch requests")
 
     # Sorting policy
-    policy_file: Path = DEFAULT_POLICY_FILE
+    policy_file: Path = Field(DEFAULT_POLICY_FILE, description="Sorting policy: class -> season -> bin, zones")
     review_threshold: float | None = Field(
         None, ge=0, le=1, description="Overrides the model's metadata and the policy file"
     )
@@ -75,11 +80,11 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, repr=False, description="Comma-separated; empty: no authentication"
     )
-    metrics_require_key: bool = False
+    metrics_require_key: bool = Field(False, description="With API keys set, /metrics needs one too")
 
     # Lifecycle
-    drain_timeout_s: float = Field(30.0, ge=0)
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long admitted work may take to finish")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Log level")
 
     @field_validator("api_keys", mode="before")
     @classmethod
