@@ -33,29 +33,6 @@ def _settings(**overrides: Any) -> Settings:
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _preflight(settings: Any) -> None:
-    """Check policy and model metadata before the slow TensorFlow import (the app checks again)."""
-    if settings.model_backend == "null":
-        from contract.classes import CLASS_NAMES
-
-        names, threshold = CLASS_NAMES, None
-    else:
-        from contract.metadata import read_metadata
-        from contract.versions import latest
-
-        metadata = read_metadata(latest(settings.resolved_model_dir()))
-        names, threshold = metadata.class_names, metadata.review_threshold
-    from app.policy import load_policy
-
-    load_policy(
-        settings.policy_file,
-        names,
-        metadata_review_threshold=threshold,
-        review_threshold_override=settings.review_threshold,
-        hemisphere_override=settings.hemisphere,
-    )
-
-
 UVICORN_SHUTDOWN_GRACE_S = 1
 
 
@@ -75,9 +52,10 @@ def _configure_logging(level: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.main import create_app
     from app.server.uvicorn_adapter import ServerExit, build_server
+    from app.service.service import preflight
 
     settings = _settings(log_level=args.log_level)
-    _preflight(settings)
+    preflight(settings)
     _configure_logging(settings.log_level)
     app = create_app(settings)
     service = app.state.service
@@ -106,18 +84,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from app.errors import ApiError
     from app.inference import preprocess
     from app.inference.loader import load_model
-    from app.policy import load_policy
+    from app.policy import load_policy_for
+    from app.service.service import preflight
 
     settings = _settings(log_level="warning")
-    _preflight(settings)
+    preflight(settings)
     model = load_model(settings)
-    policy = load_policy(
-        settings.policy_file,
-        model.class_names,
-        metadata_review_threshold=model.review_threshold,
-        review_threshold_override=settings.review_threshold,
-        hemisphere_override=settings.hemisphere,
-    )
+    policy = load_policy_for(settings, model.class_names, model.review_threshold)
     on = args.as_of or dt.date.today()
     images: list[np.ndarray] = []
     paths: list[str] = []

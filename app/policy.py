@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
+from app.config import Settings
+
 Hemisphere = Literal["northern", "southern"]
 TOP_LEVEL_KEYS = {"hemisphere", "review_bin", "review_threshold", "seasons"}
 SEASON_KEYS = {"bin", "classes", "months"}
@@ -267,3 +269,14 @@ def load_policy(path: Path, class_names: Sequence[str], **kwargs: Any) -> Policy
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy file {source}: not valid YAML ({exc})") from None
     return build_policy(raw, class_names, source=source, **kwargs)
+
+
+def load_policy_for(settings: Settings, class_names: Sequence[str], metadata_review_threshold: float | None) -> Policy:
+    """The policy the settings ask for (file, threshold and hemisphere overrides) for a model's classes."""
+    return load_policy(
+        settings.policy_file,
+        class_names,
+        metadata_review_threshold=metadata_review_threshold,
+        review_threshold_override=settings.review_threshold,
+        hemisphere_override=settings.hemisphere,
+    )

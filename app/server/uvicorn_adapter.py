@@ -48,6 +48,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     max_head_bytes = 32 * 1024
     on_reject: Callable[[str], None] | None = None
 
+    # uvicorn narrows asyncio.BaseProtocol's BaseTransport to Transport, and so must we (mypy: override).
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.in_head = True

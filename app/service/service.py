@@ -12,7 +12,6 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,14 +21,24 @@ from app.inference.batcher import Batcher
 from app.inference.loader import load_model
 from app.inference.model import Images, Model
 from app.metrics import Metrics
-from app.policy import Policy, load_policy
+from app.policy import Policy, load_policy_for
 from app.service.answers import Row, infer_rows
 from app.service.flow import RequestFlow
 from app.service.lifecycle import Lifecycle
+from contract.classes import CLASS_NAMES
 from contract.metadata import read_metadata
 from contract.versions import latest
 
 log = logging.getLogger(__name__)
+
+
+def preflight(settings: Settings) -> Policy:
+    """Check what can be checked without TensorFlow (the policy file against the model's
+    metadata), so that a bad configuration fails in a second, not after the import."""
+    if settings.model_backend == "null":
+        return load_policy_for(settings, CLASS_NAMES, None)
+    metadata = read_metadata(latest(settings.resolved_model_dir()))
+    return load_policy_for(settings, metadata.class_names, metadata.review_threshold)
 
 
 class Service:
@@ -50,13 +59,10 @@ class Service:
         """Load and check everything that can be wrong (fail fast), then warm up in the background."""
         settings = self.settings
         if self.model is None:
-            if settings.model_backend == "tensorflow":
-                # Policy errors surface before the slow TensorFlow import.
-                metadata = read_metadata(latest(settings.resolved_model_dir()))
-                self.policy = self._load_policy(metadata.class_names, metadata.review_threshold)
+            self.policy = preflight(settings)  # policy and metadata errors before the slow TensorFlow import
             self.model = await asyncio.to_thread(load_model, settings)
         model = self.model
-        self.policy = self._load_policy(model.class_names, model.review_threshold)
+        self.policy = load_policy_for(settings, model.class_names, model.review_threshold)
         self.model_ref = {"name": model.name, "version": model.version}
         self.metrics.model_info.labels(model.name, str(model.version)).set(1)
         self._preprocess_pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
@@ -83,15 +89,6 @@ class Service:
         self.metrics.queue_capacity.set(settings.max_queue)
         self.lifecycle.install_sigterm()
         self._warmup_task = asyncio.get_running_loop().create_task(self._warm_up(), name="warm-up")
-
-    def _load_policy(self, class_names: Sequence[str], metadata_threshold: float | None) -> Policy:
-        return load_policy(
-            self.settings.policy_file,
-            class_names,
-            metadata_review_threshold=metadata_threshold,
-            review_threshold_override=self.settings.review_threshold,
-            hemisphere_override=self.settings.hemisphere,
-        )
 
     async def _warm_up(self) -> None:
         model, batcher = self.loaded_model, self.batcher

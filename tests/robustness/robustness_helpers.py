@@ -20,24 +20,13 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.server import Server, start_server, stop_server
+from contract.classes import CLASS_NAMES  # the contract the answers are held to
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = Path(os.environ.get("SORTER_MODEL_DIR", REPO / "models" / "fashion-cnn"))
 START_TIMEOUT_S = 120.0
 API_KEY = "robustness-suite-key-0123456789"  # the shared server runs keyed, as production may
 KEYED = {"SORTER_API_KEYS": API_KEY, "SORTER_METRICS_REQUIRE_KEY": "true"}
-CLASS_NAMES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
 
 
 # --- servers ------------------------------------------------------------------------------------
