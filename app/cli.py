@@ -136,10 +136,16 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected an ISO date (YYYY-MM-DD), got {text!r}") from None
 
 
+class Subcommands(Protocol):
+    """What ``ArgumentParser.add_subparsers()`` returns, as far as a plugin uses it."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
 class CommandPlugin(Protocol):
     """What a ``garment_sorter.commands`` entry point names: a module with these two functions."""
 
-    def register(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+    def register(self, subparsers: Subcommands) -> None: ...
 
     def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int: ...
 

@@ -19,7 +19,7 @@ from app.inference.model import Images, ModelError, Probabilities, bucket_for, p
 from app.inference.precision import choose_precision
 from contract.classes import IMAGE_SHAPE
 from contract.metadata import ModelMetadata, read_metadata
-from contract.signature import INPUT_NAME, LOGITS_NAME, OUTPUT_NAME, cpu_flags
+from contract.signature import INPUT_DTYPE, INPUT_NAME, INPUT_SHAPE, LOGITS_NAME, OUTPUT_DTYPE, OUTPUT_NAME, cpu_flags
 from contract.versions import latest
 
 log = logging.getLogger(__name__)
@@ -202,23 +202,28 @@ def load_tensorflow_model(
 
 
 def _check_signature(version_dir: Path, signature: Any, num_classes: int) -> None:
-    import tensorflow as tf
-
+    """The signature's input and output as contract.signature states them."""
     args, kwargs = signature.structured_input_signature
     spec = kwargs.get(INPUT_NAME) if not args else None
     if spec is None or set(kwargs) != {INPUT_NAME}:
         raise ModelError(f"{version_dir}: signature input must be exactly '{INPUT_NAME}' (has {sorted(kwargs)})")
-    if spec.dtype != tf.uint8 or spec.shape.as_list() != [None, *IMAGE_SHAPE, 1]:
+    expected_input = (INPUT_DTYPE, list(INPUT_SHAPE))
+    if (spec.dtype.name, spec.shape.as_list()) != expected_input:
         raise ModelError(
-            f"{version_dir}: input '{INPUT_NAME}' must be uint8 [None, 28, 28, 1], "
-            f"is {spec.dtype.name} {spec.shape.as_list()}"
+            f"{version_dir}: input '{INPUT_NAME}' must be {_described(*expected_input)}, "
+            f"is {_described(spec.dtype.name, spec.shape.as_list())}"
         )
     outputs = signature.structured_outputs
     out = outputs.get(OUTPUT_NAME) if isinstance(outputs, dict) else None
     if out is None:
         raise ModelError(f"{version_dir}: signature has no '{OUTPUT_NAME}' output")
-    if out.dtype != tf.float32 or out.shape.as_list() != [None, num_classes]:
+    expected_output = (OUTPUT_DTYPE, [None, num_classes])
+    if (out.dtype.name, out.shape.as_list()) != expected_output:
         raise ModelError(
-            f"{version_dir}: output '{OUTPUT_NAME}' must be float32 [None, {num_classes}], "
-            f"is {out.dtype.name} {out.shape.as_list()}"
+            f"{version_dir}: output '{OUTPUT_NAME}' must be {_described(*expected_output)}, "
+            f"is {_described(out.dtype.name, out.shape.as_list())}"
         )
+
+
+def _described(dtype: str, shape: list[int | None]) -> str:
+    return f"{dtype} [{', '.join(str(d) for d in shape)}]"
