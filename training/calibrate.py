@@ -7,15 +7,31 @@ the test split only reports.
 from __future__ import annotations
 
 import json
+from dataclasses import MISSING, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from contract.seasons import default_season_of_class
 from training import data
+from training.ensemble import Ensemble, predict_logits
+from training.report import pyplot, save_figure
 from training.sorting import MAX_WRONG_BIN_RATE, choose_review_threshold, risk_coverage, sorting_figures
+from training.train import TrainConfig, load_best
 
 ECE_BINS = 15
+CALIBRATION_FILE = "calibration.json"  # in the run directory: what export serves
+# Settings that do not change what a network learns: a run and its held-out twin may differ in them.
+NOT_RECIPE = ("full_train", "histograms", "patience")
+# The held-out twin's own figures that a full-train model's calibration quotes.
+TWIN_FIGURES = (
+    "validation_accuracy",
+    "test_accuracy",
+    "ece_validation_before",
+    "ece_validation_after",
+    "sorting_validation",
+)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -65,9 +81,7 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 
 def risk_coverage_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], threshold_points: dict, path: Path) -> Path:
-    from training.report import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for name, (coverage, risk) in curves.items():
         ax.plot(coverage * 100, risk * 100, label=name)
@@ -79,13 +93,11 @@ def risk_coverage_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], thresho
     ax.set_title("Season-bin risk vs coverage")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def reliability_plot(before: np.ndarray, after: np.ndarray, labels: np.ndarray, path: Path) -> Path:
-    from training.report import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     edges = np.linspace(0, 1, ECE_BINS + 1)
     centres = (edges[:-1] + edges[1:]) / 2
@@ -100,7 +112,7 @@ def reliability_plot(before: np.ndarray, after: np.ndarray, labels: np.ndarray, 
     ax.set_ylabel("accuracy")
     ax.set_title("Reliability (test, 15 bins)")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _report_on_test(
@@ -149,57 +161,41 @@ def calibrate_logits(val_logits, val_labels, test_logits, test_labels, out_dir: 
     }
 
 
-def model_logits(
-    models, images: np.ndarray, tta_flip: bool = False, flip_below: float | None = None, unsure_models=()
-) -> np.ndarray:
-    """Logits as the exported graph computes them: one model's, or the mean over an ensemble's
-    members; averaged with the mirrored image's for every image (``tta_flip``) or for those whose
-    top-class probability (uncalibrated) is below ``flip_below``. ``unsure_models`` join the mean,
-    on both views, for those unsure images only."""
-    from training.architectures import logits_model
-    from training.export import check_flip_below
-
-    check_flip_below(flip_below, tta_flip, bool(unsure_models))
-    members = [logits_model(m) for m in (models if isinstance(models, (list, tuple)) else [models])]
-    unsure_members = [logits_model(m) for m in unsure_models]
-    inputs = data.to_model_inputs(images)
-
-    def logits_sum(networks, view: np.ndarray) -> np.ndarray:
-        return np.sum([m.predict(view, batch_size=1024, verbose=0) for m in networks], axis=0)
-
-    logits = logits_sum(members, inputs) / len(members)
-    if tta_flip:
-        return (logits + logits_sum(members, inputs[:, :, ::-1]) / len(members)) / 2
-    if flip_below is not None:
-        unsure = softmax(logits).max(axis=1) < flip_below
-        if unsure.any():
-            view, mirrored = inputs[unsure], inputs[unsure][:, :, ::-1]
-            total = logits[unsure] * len(members) + logits_sum(members, mirrored)
-            if unsure_members:
-                total += logits_sum(unsure_members, view) + logits_sum(unsure_members, mirrored)
-            logits[unsure] = total / (2 * (len(members) + len(unsure_members)))
-    return logits
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Share of images whose top logit is their label."""
+    return float(np.mean(logits.argmax(axis=1) == labels))
 
 
-# Settings that do not change what a network learns: a run and its held-out twin may differ in them.
-_NOT_RECIPE = ("full_train", "histograms", "patience")
+def read_calibration(run_dir: Path) -> dict[str, Any]:
+    """A calibrated run's calibration.json; ValueError when it has none."""
+    path = Path(run_dir) / CALIBRATION_FILE
+    if not path.exists():
+        raise ValueError(f"{run_dir} has no {CALIBRATION_FILE}; calibrate it first")
+    calibration: dict[str, Any] = json.loads(path.read_text())
+    return calibration
 
 
-def _recipe(config: dict) -> dict:
+def calibrated_runs(run_dir: Path, calibration: dict[str, Any]) -> Ensemble[Path]:
+    """The runs and views a calibration describes: ``run_dir`` first, then its ensemble members."""
+    return Ensemble(
+        members=(Path(run_dir), *map(Path, calibration.get("ensemble_with", []))),
+        unsure_members=tuple(map(Path, calibration.get("unsure_with", []))),
+        tta_flip=bool(calibration.get("tta_flip", False)),
+        flip_below=calibration.get("flip_below"),
+    )
+
+
+def recipe(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that shape the network; those a run predates take their defaults."""
-    from dataclasses import MISSING, fields
-
-    from training.train import TrainConfig
-
     defaults = {
         f.name: f.default if f.default is not MISSING else f.default_factory()
         for f in fields(TrainConfig)
         if f.default is not MISSING or f.default_factory is not MISSING
     }
-    return {k: v for k, v in {**defaults, **config}.items() if k not in _NOT_RECIPE}
+    return {k: v for k, v in {**defaults, **config}.items() if k not in NOT_RECIPE}
 
 
-def _member_configs(run_dirs: list[Path]) -> list[dict]:
+def _member_configs(run_dirs: tuple[Path, ...]) -> list[dict[str, Any]]:
     configs = []
     for member in run_dirs:
         if not (member / "best.keras").exists():
@@ -208,133 +204,112 @@ def _member_configs(run_dirs: list[Path]) -> list[dict]:
     return configs
 
 
-def _params(run_dirs: list[Path]) -> list[int | None]:
+def _params(run_dirs: tuple[Path, ...]) -> list[int | None]:
     return [
         json.loads((member / "run.json").read_text()).get("params") if (member / "run.json").exists() else None
         for member in run_dirs
     ]
 
 
+def _views(runs: Ensemble[Path]) -> dict[str, Any]:
+    return {"tta_flip": runs.tta_flip, "flip_below": runs.flip_below}
+
+
+def _run_lists(runs: Ensemble[Path]) -> dict[str, list[str]]:
+    return {
+        "ensemble_with": [str(member) for member in runs.members[1:]],
+        "unsure_with": [str(member) for member in runs.unsure_members],
+    }
+
+
 def calibrate_run(
-    run_dir: Path,
-    out_dir: Path | None = None,
-    tta_flip: bool = False,
-    ensemble_with: list[Path] = (),
-    held_out_twin: Path | None = None,
-    flip_below: float | None = None,
-    unsure_with: list[Path] = (),
-) -> dict:
-    """Calibrate a finished run (with ``ensemble_with``: the ensemble of it and those runs, logits
-    averaged; ``unsure_with``: runs that join that mean only for the images the ensemble is unsure
-    of, below ``flip_below``); writes run_dir/calibration.json (export reads it) and the figures.
+    runs: Ensemble[Path], out_dir: Path | None = None, held_out_twin: Path | None = None
+) -> dict[str, Any]:
+    """Calibrate finished runs served as ``runs`` says (one run is an ensemble of one): writes
+    calibration.json into the first run (export reads it) and the figures into ``out_dir``
+    (default: that run).
 
     Runs trained on all 60,000 images (``full_train``) have no clean validation split; they take the
     temperature and review threshold of ``held_out_twin``, a calibrated run (ensemble) of the same
     recipes trained on the 50,000 only, and are measured on test."""
-    from training.export import check_flip_below
-
-    check_flip_below(flip_below, tta_flip, bool(unsure_with))
-    run_dirs, unsure_dirs = [Path(run_dir), *map(Path, ensemble_with)], [Path(p) for p in unsure_with]
-    configs, unsure_configs = _member_configs(run_dirs), _member_configs(unsure_dirs)
-    graph = {"tta_flip": tta_flip, "flip_below": flip_below}
-    if held_out_twin is not None:
-        return _calibrate_from_twin(
-            run_dirs, unsure_dirs, configs + unsure_configs, Path(held_out_twin), out_dir, graph
-        )
-    from training.train import load_best
-
-    split_seeds = {c.get("split_seed", data.DEFAULT_SPLIT_SEED) for c in configs + unsure_configs}
-    if len(split_seeds) > 1 or any(c.get("full_train") for c in configs + unsure_configs):
-        # Calibrating on images a member trained on would make the ensemble look surer than it is.
-        raise ValueError("ensemble members must share one validation split and none may train on it")
-    split = data.split_train_validation(data.load_fashion_mnist(), seed=split_seeds.pop())
-    models, unsure_models = [load_best(member) for member in run_dirs], [load_best(member) for member in unsure_dirs]
-    val_logits = model_logits(models, split.x_val, unsure_models=unsure_models, **graph)
-    test_logits = model_logits(models, split.x_test, unsure_models=unsure_models, **graph)
-    result = calibrate_logits(val_logits, split.y_val, test_logits, split.y_test, out_dir or run_dirs[0])
-    result.update(graph)
-    result["ensemble_with"] = [str(member) for member in run_dirs[1:]]
-    result["unsure_with"] = [str(member) for member in unsure_dirs]
-    result["validation_accuracy"] = float(np.mean(val_logits.argmax(axis=1) == split.y_val))
-    result["test_accuracy"] = float(np.mean(test_logits.argmax(axis=1) == split.y_test))
-    (run_dirs[0] / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
+    configs = _member_configs(runs.networks)
+    figures_dir = Path(out_dir) if out_dir is not None else runs.members[0]
+    if held_out_twin is None:
+        result = _calibrate_on_validation(runs, configs, figures_dir)
+    else:
+        result = _calibrate_from_twin(runs, configs, Path(held_out_twin), figures_dir)
+    (runs.members[0] / CALIBRATION_FILE).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
-def _calibrate_from_twin(
-    run_dirs: list[Path],
-    unsure_dirs: list[Path],
-    configs: list[dict],
-    twin_dir: Path,
-    out_dir: Path | None,
-    graph: dict,
-) -> dict:
-    from training.train import load_best
+def _calibrate_on_validation(runs: Ensemble[Path], configs: list[dict[str, Any]], figures_dir: Path) -> dict[str, Any]:
+    split_seeds = {c.get("split_seed", data.DEFAULT_SPLIT_SEED) for c in configs}
+    if len(split_seeds) > 1 or any(c.get("full_train") for c in configs):
+        # Calibrating on images a member trained on would make the ensemble look surer than it is.
+        raise ValueError("ensemble members must share one validation split and none may train on it")
+    split = data.split_train_validation(data.load_fashion_mnist(), seed=split_seeds.pop())
+    models = runs.map(load_best)
+    val_logits, test_logits = predict_logits(models, split.x_val), predict_logits(models, split.x_test)
+    return {
+        **calibrate_logits(val_logits, split.y_val, test_logits, split.y_test, figures_dir),
+        **_views(runs),
+        **_run_lists(runs),
+        "validation_accuracy": accuracy(val_logits, split.y_val),
+        "test_accuracy": accuracy(test_logits, split.y_test),
+    }
 
+
+def _check_twin(
+    runs: Ensemble[Path], configs: list[dict[str, Any]], twin_runs: Ensemble[Path], twin_configs: list[dict[str, Any]]
+) -> None:
+    """The twin must be the same networks, views and roles, trained without the validation split."""
+    # The architecture's name does not pin its widths (they have changed); the parameter count does.
+    if (
+        [recipe(c) for c in configs] != [recipe(c) for c in twin_configs]
+        or _params(runs.networks) != _params(twin_runs.networks)
+        or len(runs.unsure_members) != len(twin_runs.unsure_members)
+    ):
+        raise ValueError(
+            f"the held-out twin ({', '.join(map(str, twin_runs.networks))}) must be the same "
+            "recipes, member for member in the same order and the same ones unsure-only"
+        )
+    if _views(twin_runs) != _views(runs):
+        raise ValueError(
+            f"the held-out twin was calibrated with tta_flip={twin_runs.tta_flip}, "
+            f"flip_below={twin_runs.flip_below}; calibrate this run the same way"
+        )
+    if any(c.get("full_train") for c in twin_configs):
+        raise ValueError(f"the held-out twin {twin_runs.members[0]} itself trained on the validation split")
+
+
+def _calibrate_from_twin(
+    runs: Ensemble[Path], configs: list[dict[str, Any]], twin_dir: Path, figures_dir: Path
+) -> dict[str, Any]:
     if not all(c.get("full_train") for c in configs):
         raise ValueError(
             "a held-out twin calibrates runs trained on all 60,000 images (--full-train) only; "
             "calibrate this one on the validation split"
         )
-    twin_file = twin_dir / "calibration.json"
-    if not twin_file.exists():
-        raise ValueError(f"{twin_dir} has no calibration.json; calibrate it first")
-    twin = json.loads(twin_file.read_text())
-    twin_dirs = [twin_dir, *map(Path, twin.get("ensemble_with", []))]
-    twin_unsure_dirs = [Path(p) for p in twin.get("unsure_with", [])]
-    twin_configs = _member_configs(twin_dirs + twin_unsure_dirs)
-    # The architecture's name does not pin its widths (they have changed); the parameter count does.
-    if (
-        [_recipe(c) for c in configs] != [_recipe(c) for c in twin_configs]
-        or _params(run_dirs + unsure_dirs) != _params(twin_dirs + twin_unsure_dirs)
-        or len(unsure_dirs) != len(twin_unsure_dirs)
-    ):
-        raise ValueError(
-            f"the held-out twin ({', '.join(map(str, twin_dirs + twin_unsure_dirs))}) must be the same "
-            "recipes, member for member in the same order and the same ones unsure-only"
-        )
-    twin_graph = {"tta_flip": bool(twin.get("tta_flip")), "flip_below": twin.get("flip_below")}
-    if twin_graph != graph:
-        raise ValueError(
-            f"the held-out twin was calibrated with tta_flip={twin_graph['tta_flip']}, "
-            f"flip_below={twin_graph['flip_below']}; calibrate this run the same way"
-        )
-    if any(c.get("full_train") for c in twin_configs):
-        raise ValueError(f"the held-out twin {twin_dir} itself trained on the validation split")
+    twin = read_calibration(twin_dir)
+    twin_runs = calibrated_runs(twin_dir, twin)
+    _check_twin(runs, configs, twin_runs, _member_configs(twin_runs.networks))
     dataset = data.load_fashion_mnist()
-    test_logits = model_logits(
-        [load_best(member) for member in run_dirs],
-        dataset.x_test,
-        unsure_models=[load_best(member) for member in unsure_dirs],
-        **graph,
-    )
+    test_logits = predict_logits(runs.map(load_best), dataset.x_test)
     temperature, threshold = twin["temperature"], twin["review_threshold"]
-    result = {
+    return {
         "temperature": temperature,
         "ece_bins": ECE_BINS,
         "review_threshold": threshold,
         "max_wrong_bin_rate": MAX_WRONG_BIN_RATE,
         "season_of_class": default_season_of_class(),
-        **_report_on_test(test_logits, dataset.y_test, temperature, threshold, out_dir=out_dir or run_dirs[0]),
-        **graph,
-        "ensemble_with": [str(member) for member in run_dirs[1:]],
-        "unsure_with": [str(member) for member in unsure_dirs],
+        **_report_on_test(test_logits, dataset.y_test, temperature, threshold, out_dir=figures_dir),
+        **_views(runs),
+        **_run_lists(runs),
         # Its own validation figures would be measured on images it trained on: there are none.
         "validation_accuracy": None,
-        "test_accuracy": float(np.mean(test_logits.argmax(axis=1) == dataset.y_test)),
+        "test_accuracy": accuracy(test_logits, dataset.y_test),
         "calibrated_by": {
-            "runs": [str(member) for member in twin_dirs + twin_unsure_dirs],
-            **{
-                k: twin[k]
-                for k in (
-                    "validation_accuracy",
-                    "test_accuracy",
-                    "ece_validation_before",
-                    "ece_validation_after",
-                    "sorting_validation",
-                )
-            },
+            "runs": [str(member) for member in twin_runs.networks],
+            **{k: twin[k] for k in TWIN_FIGURES},
         },
     }
-    (run_dirs[0] / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result

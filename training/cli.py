@@ -112,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from training import architectures
+    from training import architectures, export
     from training.compare import compare
 
     archs = args.archs or list(architectures.STUDY_ARCHITECTURES)
@@ -121,113 +121,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(json.dumps({"selected_study_model": payload["selected_study_model"]}))
     if args.export and payload["selected_study_model"]:
         row = next(r for r in payload["rows"] if r["arch"] == payload["selected_study_model"])
-        print(_export_run(Path(row["run_dir"]), Path(args.model_root), None))
+        print(export.export_run(Path(row["run_dir"]), Path(args.model_root)))
     return 0
 
 
-def _validation_accuracy(run: dict) -> float | None:
-    # A run trained on the validation split has no validation accuracy, only a training-set figure.
-    return None if run["config"].get("full_train") else run["val_accuracy"]
-
-
-def _member_training(run: dict) -> dict:
-    return {
-        **run["config"],
-        "epochs_run": run["epochs_run"],
-        "best_epoch": run["best_epoch"],
-        "wall_time_s": run["wall_time_s"],
-    }
-
-
-def _finished_run(run_dir: Path) -> dict:
-    run_file = run_dir / "run.json"
-    if not run_file.exists():
-        raise ValueError(f"{run_dir} is not a finished training run (no run.json); train it first")
-    return json.loads(run_file.read_text())
-
-
-def _export_run(
-    run_dir: Path, model_root: Path, version: int | None, temperature: float | None = None, extra: dict | None = None
-) -> Path:
-    """Export a run as calibrate left it: its temperature, flip averaging, and ensemble members."""
-    from training import data, export
-    from training.train import load_best
-
-    run = _finished_run(run_dir)
-    calibration_file = run_dir / "calibration.json"
-    calibration = json.loads(calibration_file.read_text()) if calibration_file.exists() else {}
-    member_dirs = [Path(p) for p in calibration.get("ensemble_with", [])]
-    unsure_dirs = [Path(p) for p in calibration.get("unsure_with", [])]
-    member_runs = [_finished_run(p) for p in member_dirs + unsure_dirs]
-    dataset = data.load_fashion_mnist()
-    metadata = {
-        "run": str(run_dir),
-        "validation_accuracy": _validation_accuracy(run),
-        "test_accuracy": run["test_accuracy"],
-        "train_accuracy": run["train_accuracy"],
-        "training": _member_training(run),
-        **(
-            {
-                "ensemble_members": [
-                    {
-                        "run": str(p),
-                        "validation_accuracy": _validation_accuracy(r),
-                        "test_accuracy": r["test_accuracy"],
-                        "training": _member_training(r),
-                        **({"unsure_only": True} if p in unsure_dirs else {}),
-                    }
-                    for p, r in zip([run_dir, *member_dirs, *unsure_dirs], [run, *member_runs])
-                ]
-            }
-            if member_dirs or unsure_dirs
-            else {}
-        ),
-        "dataset_source": dataset.source,
-        "dataset_sha256": dataset.sha256,
-        # calibrate measured what is served (flip averaging, every member): its accuracies replace run.json's
-        **{
-            k: v
-            for k, v in calibration.items()
-            if k not in ("temperature", "ensemble_with", "unsure_with", "flip_below")
-        },
-        **(extra or {}),
-    }
-    if temperature is None:
-        temperature = float(calibration.get("temperature", 1.0))
-    split = data.split_train_validation(dataset, seed=run["config"].get("split_seed", data.DEFAULT_SPLIT_SEED))
-    evaluate_on = {"test": (dataset.x_test, dataset.y_test)}
-    if not run["config"].get("full_train"):
-        evaluate_on["validation"] = (split.x_val, split.y_val)
-    return export.export(
-        load_best(run_dir),
-        model_root,
-        metadata,
-        version=version,
-        temperature=temperature,
-        tta_flip=bool(calibration.get("tta_flip", False)),
-        evaluate_on=evaluate_on,
-        flip_below=calibration.get("flip_below"),
-        ensemble_with=[load_best(p) for p in member_dirs],
-        unsure_with=[load_best(p) for p in unsure_dirs],
-    )
-
-
 def cmd_export(args: argparse.Namespace) -> int:
-    print(_export_run(Path(args.run), Path(args.model_root), args.version))
+    from training import export
+
+    print(export.export_run(Path(args.run), Path(args.model_root), args.version))
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from training.calibrate import calibrate_run
+    from training.ensemble import Ensemble
 
-    result = calibrate_run(
-        Path(args.run),
-        Path(args.out) if args.out else None,
+    runs = Ensemble(
+        members=(Path(args.run), *map(Path, args.ensemble_with)),
+        unsure_members=tuple(map(Path, args.unsure_with)),
         tta_flip=args.tta_flip,
-        ensemble_with=[Path(p) for p in args.ensemble_with],
-        held_out_twin=Path(args.held_out_twin) if args.held_out_twin else None,
         flip_below=args.flip_below,
-        unsure_with=[Path(p) for p in args.unsure_with],
+    )
+    result = calibrate_run(
+        runs,
+        Path(args.out) if args.out else None,
+        held_out_twin=Path(args.held_out_twin) if args.held_out_twin else None,
     )
     print(json.dumps(result, indent=2))
     return 0

@@ -9,7 +9,7 @@ import numpy as np
 from contract.classes import CLASS_NAMES, NUM_CLASSES
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,37 +18,37 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def first_image(image: np.ndarray, label: int, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(3.2, 3.2))
     shown = ax.imshow(image, cmap="gray")
     fig.colorbar(shown, ax=ax, fraction=0.046)
     ax.set_title(f"x_train[0]: {CLASS_NAMES[label]} ({label})")
     ax.set_xticks([])
     ax.set_yticks([])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, path: Path, rows: int = 3, cols: int = 3) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows))
     for ax, image, label in zip(axes.ravel(), images, labels):
         ax.imshow(image, cmap="gray")
         ax.set_title(CLASS_NAMES[int(label)], fontsize=9)
         ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def class_distribution(labels_by_split: dict[str, np.ndarray], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(labels_by_split), figsize=(6 * len(labels_by_split), 4))
     for ax, (split_name, labels) in zip(np.atleast_1d(axes), labels_by_split.items()):
         counts = np.bincount(labels, minlength=NUM_CLASSES)
@@ -57,11 +57,11 @@ def class_distribution(labels_by_split: dict[str, np.ndarray], path: Path) -> Pa
         ax.set_xticks(range(NUM_CLASSES), CLASS_NAMES, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("images")
         ax.set_title(f"{split_name}: {len(labels):,} images")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def learning_curves(history: dict[str, list[float]], path: Path, title: str = "") -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
@@ -74,14 +74,14 @@ def learning_curves(history: dict[str, list[float]], path: Path, title: str = ""
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{title} learning curves".strip())
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def prediction_grid(
     images: np.ndarray, true: np.ndarray, predicted: np.ndarray, path: Path, count: int = 15, cols: int = 5
 ) -> Path:
     """The study's grid: each title "pred (true)", green when right, red when wrong."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = int(np.ceil(count / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows))
     for i, ax in enumerate(axes.ravel()):
@@ -95,7 +95,7 @@ def prediction_grid(
             color="green" if right else "red",
             fontsize=8,
         )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -109,7 +109,7 @@ def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
 
 
 def confusion_matrix_plot(matrix: np.ndarray, path: Path, title: str = "") -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     accuracy = per_class_accuracy(matrix)
     fig, ax = plt.subplots(figsize=(8.5, 7.5))
     ax.imshow(matrix, cmap="Blues")
@@ -130,7 +130,7 @@ def confusion_matrix_plot(matrix: np.ndarray, path: Path, title: str = "") -> Pa
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (per-class accuracy)")
     ax.set_title(title or "confusion matrix")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def per_class_table(matrix: np.ndarray) -> str:

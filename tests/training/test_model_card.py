@@ -3,14 +3,13 @@
 import json
 
 import pytest
+from smoke_runs import train_smoke
 
 from contract.metadata import METADATA_FILE
-from training import model_card
+from training import export, model_card
 from training.calibrate import calibrate_run
-from training.cli import _export_run
-from training.train import TrainConfig, train
+from training.ensemble import Ensemble
 
-SMOKE = dict(arch="a3-model2", epochs=2, batch_size=128, limit_train=2000, seed=3, histograms=False)
 SPEED = {"float32": {1: 900.0, 64: 3500.0, 256: 3600.0}, "bfloat16": {1: 1000.0, 64: 6500.0, 256: 7000.0}}
 
 
@@ -22,13 +21,13 @@ def _pct(x: float) -> str:
 def cards(tmp_path_factory):
     root = tmp_path_factory.mktemp("card")
     twin, full = root / "runs" / "twin", root / "runs" / "full"
-    train(TrainConfig(**SMOKE), twin, verbose=0)
-    twin_calibration = calibrate_run(twin, root / "twin-figures")
-    train(TrainConfig(**{**SMOKE, "full_train": True}), full, verbose=0)
-    calibrate_run(full, root / "figures", held_out_twin=twin)
+    train_smoke(twin, histograms=False)
+    twin_calibration = calibrate_run(Ensemble((twin,)), root / "twin-figures")
+    train_smoke(full, histograms=False, full_train=True)
+    calibrate_run(Ensemble((full,)), root / "figures", held_out_twin=twin)
     written = {}
     for name, run in (("twin", twin), ("full", full)):
-        version_dir = _export_run(run, root / "models", None)
+        version_dir = export.export_run(run, root / "models")
         card = model_card.write_card(version_dir, root / f"{name}-figures", root / f"{name}.md", SPEED)
         written[name] = (card.read_text().splitlines(), json.loads((version_dir / METADATA_FILE).read_text()))
     return twin, full, root, twin_calibration, written
