@@ -11,6 +11,7 @@ A run directory holds everything one training produced:
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -18,10 +19,13 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from training import architectures, data
+from training import architectures, data, pipeline, report
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 @dataclass
 class TrainConfig:
+    """One training run's settings; config.json records them and the held-out twin check compares them."""
+
     arch: str
     epochs: int = 20
     batch_size: int = 128
@@ -49,9 +55,10 @@ class TrainConfig:
     full_train: bool = False  # also train on the validation split (no early stopping)
     histograms: bool = True
     split_seed: int = data.DEFAULT_SPLIT_SEED
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        """Raise UnknownArchitecture or ValueError (naming the command-line flag) for a bad setting."""
         if self.arch not in architectures.ARCHITECTURES:
             raise architectures.UnknownArchitecture(
                 f"unknown architecture {self.arch!r}; known: {', '.join(architectures.ARCHITECTURES)}"
@@ -84,6 +91,8 @@ class TrainConfig:
 
 @dataclass
 class RunResult:
+    """What a finished run measured (run.json)."""
+
     run_dir: Path
     config: TrainConfig
     params: int
@@ -95,16 +104,19 @@ class RunResult:
     test_accuracy: float
     history: dict[str, list[float]]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
+        """run.json: every field, the run directory as a string."""
         out = asdict(self)
         out["run_dir"] = str(self.run_dir)
         return out
 
 
-def make_strategy(name: str):
-    """Distribution strategy by name; mirrored uses every GPU, or every logical CPU when there is none."""
-    import tensorflow as tf
+EVALUATION_BATCH_SIZE = 1024
+GRADIENT_PROBE_IMAGES = 256  # validation images whose gradients the histograms show
 
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """Distribution strategy by name; mirrored uses every GPU, or every logical CPU when there is none."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -112,14 +124,12 @@ def make_strategy(name: str):
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multiworker":
-        # Reads the cluster from TF_CONFIG; see docs in training/README.md.
+        # Reads the cluster from TF_CONFIG; see docs/training.md.
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}")
 
 
-def _optimizer(config: TrainConfig, steps_per_epoch: int):
-    import keras
-
+def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr = config.learning_rate
     if config.lr_schedule == "cosine":
         warmup_steps = config.warmup_epochs * steps_per_epoch
@@ -138,86 +148,82 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.Adam(learning_rate=lr)
 
 
-def _gradient_histogram_callback(log_dir: Path, model, images: np.ndarray, labels: np.ndarray, loss_fn):
+def _gradient_histogram_callback(
+    log_dir: Path, model: keras.Model, images: tf.Tensor, labels: tf.Tensor, loss_fn: keras.losses.Loss
+) -> keras.callbacks.Callback:
     """Keras 3's TensorBoard callback writes weight histograms only; this adds gradients."""
-    import keras
-    import tensorflow as tf
+    writer = tf.summary.create_file_writer(str(log_dir / "gradients"))
 
-    class GradientHistograms(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.writer = tf.summary.create_file_writer(str(log_dir / "gradients"))
+    def on_epoch_end(epoch: int, logs: dict[str, float] | None = None) -> None:
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, model(images, training=False))
+        grads = tape.gradient(loss, model.trainable_weights)
+        with writer.as_default(step=epoch):
+            for weight, grad in zip(model.trainable_weights, grads, strict=True):
+                if grad is not None:
+                    tf.summary.histogram(weight.path.replace("/", "_") + "_grad", grad)
+        writer.flush()
 
-        def on_epoch_end(self, epoch, logs=None):
-            with tf.GradientTape() as tape:
-                loss = loss_fn(labels, model(images, training=False))
-            grads = tape.gradient(loss, model.trainable_weights)
-            with self.writer.as_default(step=epoch):
-                for weight, grad in zip(model.trainable_weights, grads):
-                    if grad is not None:
-                        tf.summary.histogram(weight.path.replace("/", "_") + "_grad", grad)
-            self.writer.flush()
-
-    return GradientHistograms()
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
 
 
-def _accuracy(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1024) -> float:
-    probs = model.predict(data.to_model_inputs(images), batch_size=batch_size, verbose=0)
+def _wall_clock_callback(path: Path, resume: bool) -> keras.callbacks.Callback:
+    """Cumulative training wall time, kept across --resume so a resumed run reports its whole cost."""
+    before_s = float(path.read_text()) if resume and path.exists() else 0.0
+    started = time.monotonic()
+    path.write_text(f"{before_s:.1f}")
+
+    def on_epoch_end(epoch: int, logs: dict[str, float] | None = None) -> None:
+        path.write_text(f"{before_s + time.monotonic() - started:.1f}")
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
+
+
+def _accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
+    probs = model.predict(data.to_model_inputs(images), batch_size=EVALUATION_BATCH_SIZE, verbose=0)
     return float(np.mean(np.argmax(probs, axis=1) == labels))
 
 
-def train(
-    config: TrainConfig, out_dir: Path, resume: bool = False, verbose: int = 2, extra_callbacks: list | None = None
-) -> RunResult:
-    """Train, checkpoint the best validation epoch, evaluate train/val/test once at the end."""
-    import keras
-    import tensorflow as tf
+def _monitored(config: TrainConfig) -> str:
+    """The loss that picks the best epoch: validation's, unless the run trains on the validation split."""
+    return "loss" if config.full_train else "val_loss"
 
-    from training import report
 
-    config.validate()
-    dataset = data.load_fashion_mnist()
-    split = data.split_train_validation(dataset, seed=config.split_seed)
-
-    out_dir = Path(out_dir)
-    backup_dir = out_dir / "backup"
+def _prepare_run_dir(out_dir: Path, config: TrainConfig, resume: bool) -> None:
+    """A fresh run directory (or, resuming, the interrupted one) holding the config."""
     if not resume and out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
 
-    keras.utils.set_random_seed(config.seed)
+
+def _training_images(config: TrainConfig, split: data.Split) -> tuple[np.ndarray, np.ndarray]:
     x_train, y_train = split.x_train, split.y_train
     if config.full_train:
         x_train = np.concatenate([x_train, split.x_val])
         y_train = np.concatenate([y_train, split.y_val])
     if config.limit_train:
         x_train, y_train = x_train[: config.limit_train], y_train[: config.limit_train]
+    return x_train, y_train
 
-    strategy = make_strategy(config.strategy)
-    global_batch = config.batch_size
-    steps_per_epoch = math.ceil(len(x_train) / global_batch)
-    with strategy.scope():
+
+def _compiled_model(config: TrainConfig, steps_per_epoch: int) -> tuple[keras.Model, keras.losses.Loss]:
+    """The untrained network, compiled under the configured distribution strategy, and its loss."""
+    with make_strategy(config.strategy).scope():
         model = architectures.build(config.arch)
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         model.compile(optimizer=_optimizer(config, steps_per_epoch), loss=loss, metrics=["accuracy"])
+    return model, loss
 
-    train_ds = data.make_dataset(
-        x_train,
-        y_train,
-        global_batch,
-        shuffle=True,
-        augment=config.augment,
-        seed=config.seed,
-        zoom=config.zoom,
-    )
-    val_ds = data.make_dataset(split.x_val, split.y_val, 1024)
 
-    monitor = "loss" if config.full_train else "val_loss"
+def _callbacks(
+    config: TrainConfig, out_dir: Path, resume: bool, model: keras.Model, loss: keras.losses.Loss, split: data.Split
+) -> list[keras.callbacks.Callback]:
+    """Checkpoints (best and, for --resume, last epoch), logs, TensorBoard, early stopping and wall time."""
     tensorboard_dir = out_dir / "tensorboard"
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
-        keras.callbacks.ModelCheckpoint(str(out_dir / "best.keras"), monitor=monitor, save_best_only=True),
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(out_dir / "best.keras"), monitor=_monitored(config), save_best_only=True),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=resume),
         keras.callbacks.TensorBoard(
             str(tensorboard_dir), histogram_freq=1 if config.histograms else 0, write_graph=True
@@ -228,7 +234,7 @@ def train(
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=False)
         )
     if config.histograms:
-        probe = slice(0, 256)
+        probe = slice(0, GRADIENT_PROBE_IMAGES)
         callbacks.append(
             _gradient_histogram_callback(
                 tensorboard_dir,
@@ -238,36 +244,74 @@ def train(
                 loss,
             )
         )
-
     callbacks.append(_wall_clock_callback(out_dir / "wall_time_s.txt", resume))
-    callbacks += extra_callbacks or []
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline shuffles, seeded
-        verbose=verbose,
-    )
+    return callbacks
+
+
+def _save_history(out_dir: Path, title: str) -> dict[str, list[float]]:
+    """history.json and the learning curves, from the epochs CSVLogger recorded."""
     history = _read_history(out_dir / "history.csv")
     (out_dir / "history.json").write_text(json.dumps(history, indent=2))
-    report.learning_curves(history, out_dir / "learning_curves.png", title=config.arch)
+    report.learning_curves(history, out_dir / "learning_curves.png", title=title)
+    return history
 
-    best = keras.models.load_model(out_dir / "best.keras", compile=False)
-    val_losses = history.get(monitor, [])
-    best_epoch = int(np.argmin(val_losses)) + 1 if val_losses else len(history.get("epoch", []))
-    result = RunResult(
+
+def _evaluate(
+    config: TrainConfig,
+    out_dir: Path,
+    history: dict[str, list[float]],
+    split: data.Split,
+    training_images: tuple[np.ndarray, np.ndarray],
+) -> RunResult:
+    """The best checkpoint on every split it can be measured on, once, at the end."""
+    best = load_best(out_dir)
+    losses = history.get(_monitored(config), [])
+    best_epoch = int(np.argmin(losses)) + 1 if losses else len(history.get("epoch", []))
+    return RunResult(
         run_dir=out_dir,
         config=config,
         params=int(best.count_params()),
         epochs_run=len(history.get("epoch", [])),
         best_epoch=best_epoch,
         wall_time_s=round(float((out_dir / "wall_time_s.txt").read_text()), 1),
-        train_accuracy=_accuracy(best, x_train, y_train),
+        train_accuracy=_accuracy(best, *training_images),
         val_accuracy=_accuracy(best, split.x_val, split.y_val),
         test_accuracy=_accuracy(best, split.x_test, split.y_test),
         history=history,
     )
+
+
+def train(
+    config: TrainConfig,
+    out_dir: Path,
+    resume: bool = False,
+    verbose: int = 2,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
+) -> RunResult:
+    """Train, checkpoint the best validation epoch, evaluate train/val/test once at the end."""
+    config.validate()
+    # the dataset is found before the run directory is touched: a missing one leaves nothing behind
+    split = data.split_train_validation(data.load_fashion_mnist(), seed=config.split_seed)
+    out_dir = Path(out_dir)
+    _prepare_run_dir(out_dir, config, resume)
+
+    keras.utils.set_random_seed(config.seed)
+    x_train, y_train = _training_images(config, split)
+    model, loss = _compiled_model(config, steps_per_epoch=math.ceil(len(x_train) / config.batch_size))
+    train_ds = pipeline.make_dataset(
+        x_train, y_train, config.batch_size, shuffle=True, augment=config.augment, seed=config.seed, zoom=config.zoom
+    )
+    val_ds = pipeline.make_dataset(split.x_val, split.y_val, EVALUATION_BATCH_SIZE)
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.epochs,
+        callbacks=[*_callbacks(config, out_dir, resume, model, loss, split), *(extra_callbacks or [])],
+        shuffle=False,  # the tf.data pipeline shuffles, seeded
+        verbose=verbose,
+    )
+    history = _save_history(out_dir, config.arch)
+    result = _evaluate(config, out_dir, history, split, (x_train, y_train))
     (out_dir / "run.json").write_text(json.dumps(result.to_json(), indent=2))
     log.info(
         "%s: train %.4f val %.4f test %.4f (%d epochs, %.0f s)",
@@ -281,26 +325,7 @@ def train(
     return result
 
 
-def _wall_clock_callback(path: Path, resume: bool):
-    """Cumulative training wall time, kept across --resume so a resumed run reports its whole cost."""
-    import keras
-
-    class WallClock(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.before_s = float(path.read_text()) if resume and path.exists() else 0.0
-            self.started = time.monotonic()
-            path.write_text(f"{self.before_s:.1f}")
-
-        def on_epoch_end(self, epoch, logs=None):
-            path.write_text(f"{self.before_s + time.monotonic() - self.started:.1f}")
-
-    return WallClock()
-
-
 def _read_history(csv_path: Path) -> dict[str, list[float]]:
-    import csv
-
     history: dict[str, list[float]] = {}
     if not csv_path.exists():
         return history
@@ -316,7 +341,6 @@ def _read_history(csv_path: Path) -> dict[str, list[float]]:
     return history
 
 
-def load_best(run_dir: Path):
-    import keras
-
+def load_best(run_dir: Path) -> keras.Model:
+    """The run's best checkpoint, uncompiled (for inference and export)."""
     return keras.models.load_model(Path(run_dir) / "best.keras", compile=False)

@@ -103,7 +103,7 @@ def test_label_out_of_range_is_rejected(tmp_path):
     target = _copy_dataset(tmp_path)
     path = target / "t10k-labels-idx1-ubyte.gz"
     _rewrite_idx(path, lambda raw: raw[:8] + b"\x0c" + raw[9:])
-    with pytest.raises(data.DatasetError, match="label 12 outside 0..9"):
+    with pytest.raises(data.DatasetError, match=r"label 12 outside 0\.\.9"):
         data.load_from_dir(target)
 
 
@@ -124,26 +124,3 @@ def test_missing_dataset_says_which_package_and_variable(tmp_path, monkeypatch):
         "Fashion-MNIST not found: run `apt-get install -y dataset-fashion-mnist` "
         "or set $FASHION_MNIST_DIR to a directory with the four IDX files"
     )
-
-
-def test_augmenter_keeps_shape_and_changes_pixels(fashion):
-    images = data.to_model_inputs(fashion.x_train[:64])
-    augmented = np.asarray(data.make_augmenter(seed=1)(images, training=True))
-    assert augmented.shape == images.shape
-    assert not np.array_equal(augmented, images)
-    assert augmented.min() >= 0.0 and augmented.max() <= 1.0
-
-
-def test_zoom_rescales_first_and_only_when_asked():
-    assert data.make_augmenter(seed=1).layers[0].__class__.__name__ == "ZeroPadding2D"
-    zooming = data.make_augmenter(seed=1, zoom=0.1).layers[0]
-    assert zooming.__class__.__name__ == "RandomZoom"
-    assert (zooming.height_factor, zooming.width_factor) == ((-0.1, 0.1), None)  # None: aspect kept
-    # A white square covering the middle: zooming out by up to 10 % shrinks it, zooming in grows
-    # it, so across a batch its bright area spreads on both sides of the original 196 pixels.
-    images = np.zeros((64, 28, 28, 1), np.float32)
-    images[:, 7:21, 7:21] = 1.0
-    rescale_only = data.make_augmenter(seed=1, zoom=0.1).layers[0]
-    area = (np.asarray(rescale_only(images, training=True)) > 0.5).sum(axis=(1, 2, 3))
-    assert area.min() < 196 < area.max()
-    assert area.min() >= int(196 * 0.9**2 * 0.9) and area.max() <= int(196 * 1.1**2 * 1.1) + 1
