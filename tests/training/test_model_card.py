@@ -34,7 +34,7 @@ def cards(tmp_path_factory):
 
 
 def test_full_train_card_labels_the_twins_validation_figures(cards):
-    twin, full, _, twin_calibration, written = cards
+    twin, _, _, twin_calibration, written = cards
     lines, meta = written["full"]
     assert meta["calibrated_by"]["runs"] == [str(twin)] and meta["validation_accuracy"] is None
     assert "Trained on all 60,000 training images (train + validation) with the recipe chosen on validation." in lines
@@ -106,9 +106,12 @@ def test_reproduce_calibrates_unsure_only_members_apart_for_the_twin_and_the_ful
     ]
     text = model_card._reproduce_text(members, "reports/x", False, ["runs/a", "runs/b", "runs/c"], 0.6)
     assert [line for line in text.splitlines() if line.startswith(".venv/bin/garment-sorter calibrate")] == [
-        ".venv/bin/garment-sorter calibrate --run runs/a --flip-below 0.6 --ensemble-with runs/b --unsure-with runs/c",
         (
-            ".venv/bin/garment-sorter calibrate --run runs/a-full --out reports/x --flip-below 0.6 --held-out-twin runs/a"
-            " --ensemble-with runs/b-full --unsure-with runs/c-full"
+            ".venv/bin/garment-sorter calibrate --run runs/a --flip-below 0.6 --ensemble-with runs/b"
+            " --unsure-with runs/c"
+        ),
+        (
+            ".venv/bin/garment-sorter calibrate --run runs/a-full --out reports/x --flip-below 0.6"
+            " --held-out-twin runs/a --ensemble-with runs/b-full --unsure-with runs/c-full"
         ),
     ]
