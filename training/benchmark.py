@@ -5,20 +5,24 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
+import tensorflow as tf
 
 from contract.metadata import read_metadata
+from contract.signature import CPUINFO, INPUT_NAME, OUTPUT_NAME
 from training import data, export
 
-DEFAULT_BATCH_SIZES = (1, 8, 32, 64, 128, 256)
+WARM_UP_CALLS = 3
+MIN_TIMED_CALLS = 5
 
 
 def machine() -> str:
+    """The CPU model, its logical CPU count and the OS, as the reports name the machine."""
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in CPUINFO.read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -33,21 +37,22 @@ def exported_precisions(version_dir: Path) -> list[str]:
 
 
 def images_per_second(
-    version_dir: Path, batch_sizes=DEFAULT_BATCH_SIZES, seconds_per_size: float = 3.0, precision: str = "float32"
+    version_dir: Path,
+    batch_sizes: Iterable[int],
+    seconds_per_size: float = 3.0,
+    precision: str = "float32",
 ) -> dict[int, float]:
     """Calls the serving signature on real test images; each size warmed first, then timed."""
-    import tensorflow as tf
-
     signature = export.load_signature(version_dir, precision)
     images = data.load_fashion_mnist().x_test[..., None]
     results = {}
     for batch_size in batch_sizes:
         batch = tf.constant(images[:batch_size])
-        for _ in range(3):
-            signature(images=batch)
+        for _ in range(WARM_UP_CALLS):
+            signature(**{INPUT_NAME: batch})
         calls, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds_per_size or calls < 5:
-            signature(images=batch)["probabilities"].numpy()
+        while time.perf_counter() - started < seconds_per_size or calls < MIN_TIMED_CALLS:
+            signature(**{INPUT_NAME: batch})[OUTPUT_NAME].numpy()
             calls += 1
         results[batch_size] = calls * batch_size / (time.perf_counter() - started)
     return results
@@ -66,10 +71,5 @@ def table_lines(figures: dict[str, dict[int, float]]) -> list[str]:
 
 
 def report(version_dir: Path, figures: dict[str, dict[int, float]]) -> str:
+    """The model, the machine and the images/s table, as bench-model prints them."""
     return "\n".join([f"model: {version_dir}", f"machine: {machine()}", "", *table_lines(figures)])
-
-
-def accuracy(version_dir: Path) -> float:
-    dataset = data.load_fashion_mnist()
-    probs = export.predict_exported(version_dir, dataset.x_test)["probabilities"]
-    return float(np.mean(probs.argmax(axis=1) == dataset.y_test))

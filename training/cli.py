@@ -1,7 +1,10 @@
-"""`garment-sorter explore|train|compare|export|calibrate` (also `python -m training ...`).
+"""`garment-sorter explore|train|compare|export|calibrate|bench-model|model-card` (also `python -m training ...`).
 
 Every user mistake (missing dataset, unknown architecture, bad flag value) ends in one line on
 stderr and exit code 2, before anything is written under models/ or reports/.
+
+The `garment-sorter` console script loads this module to register the commands on every start, so
+each command imports the modules it runs (TensorFlow, Keras, matplotlib) only when it runs.
 """
 
 from __future__ import annotations
@@ -12,9 +15,21 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from contract.signature import PRECISIONS
+
+if TYPE_CHECKING:
+    from training.train import TrainConfig
+
+    # subscriptable for type checkers only: argparse's class takes no parameters at run time
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 EXIT_USAGE = 2
 DEFAULT_MODEL_ROOT = Path("models/fashion-cnn")
+BENCH_BATCH_SIZES = [1, 8, 32, 64, 128, 256]
+CARD_BATCH_SIZES = (1, 64, 256)  # the card's speed table; 256 is the throughput target's batch
+CARD_SECONDS_PER_SIZE = 5.0
 
 
 def _positive_int(text: str) -> int:
@@ -67,7 +82,7 @@ def _add_train_options(p: argparse.ArgumentParser, default_epochs: int) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
 
 
-def _train_config(args: argparse.Namespace, arch: str):
+def _train_config(args: argparse.Namespace, arch: str) -> TrainConfig:
     from training.train import TrainConfig
 
     return TrainConfig(
@@ -103,10 +118,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from training.train import train
 
-    config = _train_config(args, args.arch)
-    config.validate()
     out = Path(args.out) if args.out else Path("runs") / args.arch
-    result = train(config, out, resume=args.resume)
+    result = train(_train_config(args, args.arch), out, resume=args.resume)
     print(json.dumps({k: v for k, v in result.to_json().items() if k != "history"}, indent=2))
     return 0
 
@@ -151,11 +164,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_model(args: argparse.Namespace) -> int:
+def _version_dir(args: argparse.Namespace) -> Path:
     from contract.versions import latest
+
+    return Path(args.version_dir) if args.version_dir else latest(Path(args.model_root))
+
+
+def cmd_bench_model(args: argparse.Namespace) -> int:
     from training import benchmark
 
-    version_dir = Path(args.version_dir) if args.version_dir else latest(Path(args.model_root))
+    version_dir = _version_dir(args)
     precisions = args.precision or benchmark.exported_precisions(version_dir)
     figures = {p: benchmark.images_per_second(version_dir, args.batch_sizes, args.seconds, p) for p in precisions}
     print(benchmark.report(version_dir, figures))
@@ -164,12 +182,11 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
 
 def cmd_model_card(args: argparse.Namespace) -> int:
     from contract.metadata import METADATA_FILE
-    from contract.versions import latest
     from training import benchmark, compare, model_card
 
-    version_dir = Path(args.version_dir) if args.version_dir else latest(Path(args.model_root))
+    version_dir = _version_dir(args)
     figures = {
-        p: benchmark.images_per_second(version_dir, (1, 64, 256), 5.0, p)
+        p: benchmark.images_per_second(version_dir, CARD_BATCH_SIZES, CARD_SECONDS_PER_SIZE, p)
         for p in benchmark.exported_precisions(version_dir)
     }
     print(benchmark.report(version_dir, figures))
@@ -180,13 +197,15 @@ def cmd_model_card(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the training subcommands to a parent CLI (the `garment-sorter` console script)."""
-    from training.architectures import ARCHITECTURES
-
+def _add_explore(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("explore", help="dataset summary, samples and class balance")
     p.add_argument("--out", default="reports/")
     p.set_defaults(func=cmd_explore)
+
+
+def _add_train(subparsers: Subparsers) -> None:
+    # the architecture names for --help: the one command-line place that imports Keras on registration
+    from training.architectures import ARCHITECTURES
 
     p = subparsers.add_parser("train", help="train one architecture on the 50k/10k split")
     p.add_argument("--arch", required=True, help=f"one of: {', '.join(ARCHITECTURES)}")
@@ -194,6 +213,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_train_options(p, default_epochs=20)
     p.set_defaults(func=cmd_train)
 
+
+def _add_compare(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("compare", help="train several architectures, tabulate and select")
     p.add_argument("--archs", nargs="+", default=None, help="default: the study's eight")
     p.add_argument("--out", default="reports/")
@@ -204,26 +225,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_train_options(p, default_epochs=10)
     p.set_defaults(func=cmd_compare)
 
+
+def _add_export(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("export", help="export a finished run as models/fashion-cnn/<next version>")
     p.add_argument("--run", required=True, help="run directory with best.keras and run.json")
     p.add_argument("--model-root", default=str(DEFAULT_MODEL_ROOT))
     p.add_argument("--version", type=_positive_int, default=None)
     p.set_defaults(func=cmd_export)
 
+
+def _add_bench_model(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("bench-model", help="raw SavedModel images/s by batch size (CPU or GPU)")
     p.add_argument("--model-root", default=str(DEFAULT_MODEL_ROOT))
     p.add_argument("--version-dir", default=None, help="default: the highest version under --model-root")
-    p.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=[1, 8, 32, 64, 128, 256])
+    p.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=BENCH_BATCH_SIZES)
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per batch size")
     p.add_argument(
         "--precision",
-        choices=("float32", "bfloat16"),
+        choices=PRECISIONS,
         action="append",
         default=None,
         help="signature(s) to time (repeatable); default: every one the version exports",
     )
     p.set_defaults(func=cmd_bench_model)
 
+
+def _add_model_card(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("model-card", help="write models/fashion-cnn/README.md from measurements")
     p.add_argument("--model-root", default=str(DEFAULT_MODEL_ROOT))
     p.add_argument("--version-dir", default=None, help="default: the highest version under --model-root")
@@ -232,6 +259,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reports", default="reports/")
     p.set_defaults(func=cmd_model_card)
 
+
+def _add_calibrate(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("calibrate", help="temperature, ECE and the review threshold for a run")
     p.add_argument("--run", required=True)
     p.add_argument("--out", default=None, help="directory for the calibration figures (default: the run)")
@@ -268,27 +297,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="RUN",
         help="for --full-train runs: take the temperature and review threshold of this calibrated "
-        "run (with its --ensemble-with and --unsure-with), the same recipes trained without the validation split",
+        "run (with its --ensemble-with and --unsure-with), the same recipes trained without the "
+        "validation split",
     )
     p.set_defaults(func=cmd_calibrate)
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add the training subcommands to a parent CLI (the `garment-sorter` console script)."""
+    for add in (_add_explore, _add_train, _add_compare, _add_export, _add_bench_model, _add_model_card, _add_calibrate):
+        add(subparsers)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Dispatch, turning every anticipated user error into one line and exit code 2."""
     from contract.versions import VersionError
-    from training.architectures import UnknownArchitecture
     from training.data import DatasetError
 
     try:
-        return args.func(args)
-    except (DatasetError, UnknownArchitecture, VersionError, ValueError, FileExistsError, FileNotFoundError) as exc:
+        code: int = args.func(args)
+    except (DatasetError, VersionError, ValueError, FileExistsError, FileNotFoundError) as exc:
+        # UnknownArchitecture and contract.metadata's MetadataError are ValueErrors
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: {exc}\n")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m training`: the training commands without the service's."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    description = __doc__.splitlines()[0] if __doc__ else None
+    parser = argparse.ArgumentParser(prog="python -m training", description=description)
     subparsers = parser.add_subparsers(dest="command", required=True)
     register(subparsers)
     args = parser.parse_args(argv)

@@ -31,7 +31,7 @@ def test_unknown_architecture_is_one_line_and_exit_2(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "flags,message",
+    ("flags", "message"),
     [
         (["--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
         (["--batch-size", "x"], "argument --batch-size: expected a positive integer, got 'x'"),
