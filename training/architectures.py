@@ -185,7 +185,7 @@ STUDY_NAMES = {
 
 
 class UnknownArchitecture(ValueError):
-    pass
+    """No architecture of that name; the message lists the known ones."""
 
 
 def build(name: str) -> keras.Model:

@@ -21,6 +21,8 @@ from training.sorting import MAX_WRONG_BIN_RATE, choose_review_threshold, risk_c
 from training.train import TrainConfig, load_best
 
 ECE_BINS = 15
+Curve = tuple[np.ndarray, np.ndarray]  # coverage, risk: training.sorting.risk_coverage
+Point = tuple[float, float]  # coverage, risk at the review threshold
 CALIBRATION_FILE = "calibration.json"  # in the run directory: what export serves
 # Settings that do not change what a network learns: a run and its held-out twin may differ in them.
 NOT_RECIPE = ("full_train", "histograms", "patience")
@@ -35,13 +37,16 @@ TWIN_FIGURES = (
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits / temperature, shifted by each row's maximum so exp cannot overflow."""
     z = logits / temperature
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probs
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of the labels under softmax(logits / temperature)."""
     z = logits / temperature
     z = z - z.max(axis=1, keepdims=True)
     log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -80,11 +85,12 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece)
 
 
-def risk_coverage_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], threshold_points: dict, path: Path) -> Path:
+def risk_coverage_plot(curves: dict[str, Curve], threshold_points: dict[str, Point], path: Path) -> Path:
+    """Each split's risk-coverage curve, its point at the review threshold, and the 1 % bound."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for name, (coverage, risk) in curves.items():
-        ax.plot(coverage * 100, risk * 100, label=name)
+    for name, (coverages, risks) in curves.items():
+        ax.plot(coverages * 100, risks * 100, label=name)
     for name, (coverage, risk) in threshold_points.items():
         ax.scatter([coverage * 100], [risk * 100], zorder=3, label=f"{name} at review threshold")
     ax.axhline(MAX_WRONG_BIN_RATE * 100, color="gray", linestyle="--", linewidth=1, label="1 % wrong-bin bound")
@@ -97,6 +103,7 @@ def risk_coverage_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], thresho
 
 
 def reliability_plot(before: np.ndarray, after: np.ndarray, labels: np.ndarray, path: Path) -> Path:
+    """Accuracy against confidence in the ECE bins, before and after temperature scaling."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     edges = np.linspace(0, 1, ECE_BINS + 1)
@@ -116,19 +123,20 @@ def reliability_plot(before: np.ndarray, after: np.ndarray, labels: np.ndarray, 
 
 
 def _report_on_test(
-    test_logits,
-    test_labels,
+    test_logits: np.ndarray,
+    test_labels: np.ndarray,
     temperature: float,
     threshold: float,
-    val_curve: tuple | None = None,
+    val_curve: tuple[Curve, Point] | None = None,
     out_dir: Path | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Test ECE and sorting figures at a temperature and threshold chosen elsewhere; with
     ``out_dir``, the reliability and risk-coverage figures (plus the validation curve, if given)."""
     test_before, test_after = softmax(test_logits), softmax(test_logits, temperature)
     test_sorting = sorting_figures(test_after, test_labels, threshold)
     if out_dir is not None:
-        curves, points = {}, {}
+        curves: dict[str, Curve] = {}
+        points: dict[str, Point] = {}
         if val_curve is not None:
             curves["validation"], points["validation"] = val_curve
         curves["test"] = risk_coverage(test_after, test_labels)
@@ -142,7 +150,15 @@ def _report_on_test(
     }
 
 
-def calibrate_logits(val_logits, val_labels, test_logits, test_labels, out_dir: Path | None = None) -> dict:
+def calibrate_logits(
+    val_logits: np.ndarray,
+    val_labels: np.ndarray,
+    test_logits: np.ndarray,
+    test_labels: np.ndarray,
+    out_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Temperature and review threshold chosen on validation, with the figures they give on both
+    splits; with ``out_dir``, the reliability and risk-coverage figures."""
     temperature = fit_temperature(val_logits, val_labels)
     val_probs = softmax(val_logits, temperature)
     threshold = choose_review_threshold(val_probs, val_labels)
@@ -187,11 +203,8 @@ def calibrated_runs(run_dir: Path, calibration: dict[str, Any]) -> Ensemble[Path
 
 def recipe(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that shape the network; those a run predates take their defaults."""
-    defaults = {
-        f.name: f.default if f.default is not MISSING else f.default_factory()
-        for f in fields(TrainConfig)
-        if f.default is not MISSING or f.default_factory is not MISSING
-    }
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    defaults |= {f.name: f.default_factory() for f in fields(TrainConfig) if f.default_factory is not MISSING}
     return {k: v for k, v in {**defaults, **config}.items() if k not in NOT_RECIPE}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,12 +16,13 @@ COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
 
 
-def _row(result: RunResult) -> dict:
+def _row(result: RunResult) -> dict[str, Any]:
     arch = result.config.arch
     study = architectures.STUDY_REPORTED.get(arch)
+    production = arch == architectures.PRODUCTION_ARCHITECTURE
     return {
         "arch": arch,
-        "study_name": architectures.STUDY_NAMES.get(arch, "production" if arch == "fashion-cnn" else ""),
+        "study_name": architectures.STUDY_NAMES.get(arch, "production" if production else ""),
         "params": result.params,
         "train_accuracy": result.train_accuracy,
         "val_accuracy": result.val_accuracy,
@@ -35,18 +37,20 @@ def _row(result: RunResult) -> dict:
     }
 
 
-def load_rows(reports_dir: Path) -> list[dict]:
+def load_rows(reports_dir: Path) -> list[dict[str, Any]]:
+    """The comparison rows written so far (none before the first)."""
     path = Path(reports_dir) / COMPARISON_JSON
     return json.loads(path.read_text())["rows"] if path.exists() else []
 
 
-def select_best(rows: list[dict], among: tuple[str, ...] | None = None) -> dict:
+def select_best(rows: list[dict[str, Any]], among: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The study's objective: the lowest validation error (never the test set)."""
     candidates = [r for r in rows if among is None or r["arch"] in among]
     return max(candidates, key=lambda r: r["val_accuracy"])
 
 
-def write_tables(rows: list[dict], reports_dir: Path, note: str = "") -> dict:
+def write_tables(rows: list[dict[str, Any]], reports_dir: Path, note: str = "") -> dict[str, Any]:
+    """comparison.json and comparison.md from the rows, the study's best marked as selected."""
     reports_dir = Path(reports_dir)
     order = {name: i for i, name in enumerate(architectures.ARCHITECTURES)}
     rows = sorted(rows, key=lambda r: order.get(r["arch"], len(order)))
@@ -83,8 +87,10 @@ def write_tables(rows: list[dict], reports_dir: Path, note: str = "") -> dict:
     if best_study:
         lines += [
             "",
-            f"Selected among the study's architectures by validation error: `{best_study['arch']}` "
-            f"(validation {pct(best_study['val_accuracy'])} %, test {pct(best_study['test_accuracy'])} %).",
+            (
+                f"Selected among the study's architectures by validation error: `{best_study['arch']}` "
+                f"(validation {pct(best_study['val_accuracy'])} %, test {pct(best_study['test_accuracy'])} %)."
+            ),
             "",
             "![prediction grid](prediction_grid.png)",
             "",
@@ -97,7 +103,7 @@ def write_tables(rows: list[dict], reports_dir: Path, note: str = "") -> dict:
     return payload
 
 
-def selected_model_figures(run_dir: Path, reports_dir: Path) -> dict:
+def selected_model_figures(run_dir: Path, reports_dir: Path) -> None:
     """Prediction grid (15 test images) and confusion matrix for one trained model."""
     dataset = data.load_fashion_mnist()
     model = load_best(run_dir)
@@ -107,10 +113,9 @@ def selected_model_figures(run_dir: Path, reports_dir: Path) -> dict:
     matrix = report.confusion_matrix(dataset.y_test, predicted)
     report.confusion_matrix_plot(matrix, Path(reports_dir) / "confusion_matrix.png", title=f"{model.name}: test set")
     (Path(reports_dir) / "confusion_matrix.md").write_text(report.per_class_table(matrix) + "\n")
-    return {"confusion_matrix": matrix.tolist()}
 
 
-def add_result(result: RunResult, reports_dir: Path, note: str = "") -> dict:
+def add_result(result: RunResult, reports_dir: Path, note: str = "") -> dict[str, Any]:
     """Add or replace one model's row, keeping the rows others wrote meanwhile."""
     reports_dir = Path(reports_dir)
     (reports_dir / "curves").mkdir(parents=True, exist_ok=True)
@@ -122,7 +127,7 @@ def add_result(result: RunResult, reports_dir: Path, note: str = "") -> dict:
     return write_tables(list(rows.values()), reports_dir, note or _saved_note(reports_dir))
 
 
-def add_served_model(metadata: dict, reports_dir: Path) -> dict:
+def add_served_model(metadata: dict[str, Any], reports_dir: Path) -> dict[str, Any]:
     """Add or replace the row of the exported model the service loads: what it serves (flip
     averaging, every ensemble member) can differ from any one training run's row."""
     members = metadata.get("ensemble_members") or [{"training": metadata["training"]}]
@@ -159,6 +164,7 @@ def _saved_note(reports_dir: Path) -> str:
 
 
 def load_run(run_dir: Path) -> RunResult:
+    """A finished run as train returned it, from its run.json."""
     saved = json.loads((Path(run_dir) / "run.json").read_text())
     saved["run_dir"] = Path(run_dir)
     saved["config"] = TrainConfig(**saved["config"])
@@ -177,7 +183,8 @@ def _finished_run(run_dir: Path, config: TrainConfig) -> RunResult | None:
 
 def compare(
     archs: list[str], base: TrainConfig, runs_dir: Path, reports_dir: Path, resume: bool = False, note: str = ""
-) -> dict:
+) -> dict[str, Any]:
+    """Train each architecture the same way (finished ones skipped with ``resume``), tabulate, select."""
     for arch in archs:
         replace(base, arch=arch).validate()
     reports_dir = Path(reports_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,10 +13,10 @@ from training import report
 from training.data import FashionMNIST
 
 
-def summary(data: FashionMNIST) -> dict:
+def summary(data: FashionMNIST) -> dict[str, Any]:
     """Shape, dimensions, dtype and size of each array, as the study printed them."""
     arrays = {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
-    out = {
+    out: dict[str, Any] = {
         name: {"shape": list(a.shape), "ndim": a.ndim, "dtype": str(a.dtype), "size": int(a.size)}
         for name, a in arrays.items()
     }
@@ -28,6 +29,7 @@ def summary(data: FashionMNIST) -> dict:
 
 
 def write_report(data: FashionMNIST, out_dir: Path) -> list[Path]:
+    """The exploration report (figures, dataset_summary.json, exploration.md); the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     facts = summary(data)

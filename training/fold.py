@@ -12,7 +12,7 @@ import numpy as np
 from keras import layers
 
 
-def _foldable(layer, following) -> bool:
+def _foldable(layer: layers.Layer, following: layers.Layer) -> bool:
     return (
         isinstance(layer, layers.Conv2D)
         and isinstance(following, layers.BatchNormalization)
@@ -31,7 +31,7 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     while i < len(source):
         layer = source[i]
         following = source[i + 1] if i + 1 < len(source) else None
-        if _foldable(layer, following):
+        if following is not None and _foldable(layer, following):
             config = {**layer.get_config(), "use_bias": True}
             weights = layer.get_weights()
             kernel = weights[0]
@@ -43,7 +43,7 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
         else:
             rebuilt.append((layer.__class__.from_config(layer.get_config()), layer.get_weights()))
             i += 1
-    folded = keras.Sequential([keras.Input(model.input_shape[1:]), *(l for l, _ in rebuilt)], name=model.name)
+    folded = keras.Sequential([keras.Input(model.input_shape[1:]), *(layer for layer, _ in rebuilt)], name=model.name)
     for layer, weights in rebuilt:
         if weights:
             layer.set_weights(weights)

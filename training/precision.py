@@ -23,7 +23,7 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
     if precision == "float32":
         return model
 
-    def clone(layer):
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
         policy = "float32" if layer.name in FLOAT32_LAYERS else _POLICIES[precision]
         return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
 

@@ -33,7 +33,8 @@ def bin_decisions(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def true_seasons(labels: np.ndarray) -> np.ndarray:
     """The season index of each label."""
-    return season_matrix()[labels].argmax(axis=1)
+    seasons: np.ndarray = season_matrix()[labels].argmax(axis=1)
+    return seasons
 
 
 def sorting_figures(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:

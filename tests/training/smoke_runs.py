@@ -5,7 +5,7 @@ from pathlib import Path
 from training.train import RunResult, TrainConfig, train
 
 # 2 epochs of a3-model2 (34,826 parameters) on 2,000 images
-SMOKE = dict(arch="a3-model2", epochs=2, batch_size=128, limit_train=2000, seed=3)
+SMOKE = {"arch": "a3-model2", "epochs": 2, "batch_size": 128, "limit_train": 2000, "seed": 3}
 SMOKE_PARAMS = 34_826
 
 

@@ -14,7 +14,7 @@ STUDY_PARAMS = {
 }
 
 
-@pytest.mark.parametrize("name,params", sorted(STUDY_PARAMS.items()))
+@pytest.mark.parametrize(("name", "params"), sorted(STUDY_PARAMS.items()))
 def test_study_parameter_counts_match_the_study(name, params):
     model = architectures.build(name)
     assert model.count_params() == params

@@ -74,7 +74,8 @@ def test_ensemble_is_calibrated_and_exported_as_the_mean_of_its_members(smoke_ru
 def test_ensemble_refuses_a_member_that_trained_on_the_validation_split(smoke_run, tmp_path):
     full = tmp_path / "full"
     train_smoke(full, epochs=1, full_train=True, histograms=False)
-    with pytest.raises(ValueError, match="^ensemble members must share one validation split and none may train on it$"):
+    refusal = r"^ensemble members must share one validation split and none may train on it$"
+    with pytest.raises(ValueError, match=refusal):
         calibrate_run(Ensemble((smoke_run.run_dir, full)))
     assert not (smoke_run.run_dir / "calibration.json").exists()
 
@@ -116,17 +117,17 @@ def test_held_out_twin_must_be_the_same_recipe_without_the_validation_split(smok
     calibrate_run(Ensemble((other_seed,)))
     train_smoke(full, epochs=1, full_train=True, histograms=False)
 
-    with pytest.raises(ValueError, match="must be the same recipes, member for member"):
+    with pytest.raises(ValueError, match=r"must be the same recipes, member for member"):
         calibrate_run(Ensemble((full,)), held_out_twin=other_seed)  # seed 4: not full's recipe
     wider = tmp_path / "wider"  # the same name and settings, another width of the architecture
     shutil.copytree(twin, wider)
     run = json.loads((wider / "run.json").read_text())
     (wider / "run.json").write_text(json.dumps({**run, "params": run["params"] * 2}))
-    with pytest.raises(ValueError, match="must be the same recipes, member for member"):
+    with pytest.raises(ValueError, match=r"must be the same recipes, member for member"):
         calibrate_run(Ensemble((full,)), held_out_twin=wider)
-    with pytest.raises(ValueError, match="calibrates runs trained on all 60,000 images"):
+    with pytest.raises(ValueError, match=r"calibrates runs trained on all 60,000 images"):
         calibrate_run(Ensemble((other_seed,)), held_out_twin=twin)
-    with pytest.raises(ValueError, match="has no calibration.json; calibrate it first"):
+    with pytest.raises(ValueError, match=r"has no calibration\.json; calibrate it first"):
         calibrate_run(Ensemble((full,)), held_out_twin=smoke_run.run_dir)
     assert not (full / "calibration.json").exists()
 
@@ -149,7 +150,7 @@ def test_unsure_members_are_calibrated_exported_and_twinned_with_the_others(smok
 
     train_smoke(full, full_train=True, histograms=False)
     train_smoke(other_full, seed=4, epochs=1, full_train=True, histograms=False)
-    with pytest.raises(ValueError, match="and the same ones unsure-only$"):
+    with pytest.raises(ValueError, match=r"and the same ones unsure-only$"):
         calibrate_run(Ensemble((full, other_full), flip_below=0.9), held_out_twin=twin)
     calibration = calibrate_run(Ensemble((full,), (other_full,), flip_below=0.9), held_out_twin=twin)
     assert calibration["calibrated_by"]["runs"] == [str(twin), str(other_run.run_dir)]

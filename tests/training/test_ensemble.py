@@ -30,7 +30,7 @@ def keras_logits(model, images):
 def test_an_ensemble_is_checked_when_it_is_made(flip_below, tta_flip, message):
     with pytest.raises(ValueError, match=message):
         Ensemble(("runs/a",), ("runs/b",), tta_flip=tta_flip, flip_below=flip_below)
-    with pytest.raises(ValueError, match="^an ensemble needs at least one member$"):
+    with pytest.raises(ValueError, match=r"^an ensemble needs at least one member$"):
         Ensemble(())
 
 

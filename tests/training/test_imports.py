@@ -1,6 +1,8 @@
 """training/ imports form no cycle, function-local imports included, and never reach the service or the benchmarks."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = "training"
@@ -77,3 +79,14 @@ def test_training_never_imports_the_service_or_the_benchmarks():
         for path in PACKAGE_DIR.rglob("*.py")
     }
     assert {module: names for module, names in offenders.items() if names} == {}
+
+
+def test_reading_and_exploring_the_data_needs_no_tensorflow():
+    """The dataset, its exploration report and the sorting figures are NumPy (bench/ reads the images too)."""
+    heavy = ("tensorflow", "keras", "matplotlib")
+    probe = (
+        "import sys, training.data, training.explore, training.sorting; "
+        f"print([m for m in {heavy} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
