@@ -15,21 +15,24 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from contract.signature import PRECISIONS
 
 if TYPE_CHECKING:
     from training.train import TrainConfig
 
-    # subscriptable for type checkers only: argparse's class takes no parameters at run time
-    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
-
 EXIT_USAGE = 2
 DEFAULT_MODEL_ROOT = Path("models/fashion-cnn")
 BENCH_BATCH_SIZES = [1, 8, 32, 64, 128, 256]
 CARD_BATCH_SIZES = (1, 64, 256)  # the card's speed table; 256 is the throughput target's batch
 CARD_SECONDS_PER_SIZE = 5.0
+
+
+class Subparsers(Protocol):
+    """What a parent CLI's ``add_subparsers()`` returns, as far as register uses it."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
 def _positive_int(text: str) -> int:
