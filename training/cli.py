@@ -3,8 +3,9 @@
 Every user mistake (missing dataset, unknown architecture, bad flag value) ends in one line on
 stderr and exit code 2, before anything is written under models/ or reports/.
 
-The `garment-sorter` console script loads this module to register the commands on every start, so
-each command imports the modules it runs (TensorFlow, Keras, matplotlib) only when it runs.
+The `garment-sorter` console script loads this module to list the commands (for --help too), so
+each command imports the modules it runs (TensorFlow, Keras, matplotlib) only when it runs; what is
+imported at module level here needs none of them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from contract.metadata import METADATA_FILE
 from contract.signature import PRECISIONS
+from contract.versions import VersionError, latest
+from training.data import DatasetError
 
 if TYPE_CHECKING:
     from training.train import TrainConfig
@@ -168,8 +172,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _version_dir(args: argparse.Namespace) -> Path:
-    from contract.versions import latest
-
     return Path(args.version_dir) if args.version_dir else latest(Path(args.model_root))
 
 
@@ -184,7 +186,6 @@ def cmd_bench_model(args: argparse.Namespace) -> int:
 
 
 def cmd_model_card(args: argparse.Namespace) -> int:
-    from contract.metadata import METADATA_FILE
     from training import benchmark, compare, model_card
 
     version_dir = _version_dir(args)
@@ -314,9 +315,6 @@ def register(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Dispatch, turning every anticipated user error into one line and exit code 2."""
-    from contract.versions import VersionError
-    from training.data import DatasetError
-
     try:
         code: int = args.func(args)
     except (DatasetError, VersionError, ValueError, FileExistsError, FileNotFoundError) as exc:

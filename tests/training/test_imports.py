@@ -81,11 +81,12 @@ def test_training_never_imports_the_service_or_the_benchmarks():
     assert {module: names for module, names in offenders.items() if names} == {}
 
 
-def test_reading_and_exploring_the_data_needs_no_tensorflow():
-    """The dataset, its exploration report and the sorting figures are NumPy (bench/ reads the images too)."""
+def test_the_data_side_and_the_command_registration_need_no_tensorflow():
+    """The dataset, its exploration report and the sorting figures are NumPy (bench/ reads the images
+    too), and the console script loads training.cli to list the commands (for --help too)."""
     heavy = ("tensorflow", "keras", "matplotlib")
     probe = (
-        "import sys, training.data, training.explore, training.sorting; "
+        "import sys, training.cli, training.data, training.explore, training.sorting; "
         f"print([m for m in {heavy} if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
