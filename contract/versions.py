@@ -26,7 +26,7 @@ def latest(model_dir: Path) -> Path:
     """The highest version directory that holds a saved_model.pb; raise VersionError."""
     root = Path(model_dir)
     if not root.is_dir():
-        raise VersionError(f"model directory {root} does not exist (set SORTER_MODEL_DIR)")
+        raise VersionError(f"model directory {root} does not exist")
     for version in reversed(versions(root)):
         path = root / str(version)
         if (path / SAVED_MODEL_FILE).is_file():

@@ -27,7 +27,7 @@ from app.service.flow import RequestFlow
 from app.service.lifecycle import Lifecycle
 from contract.classes import CLASS_NAMES
 from contract.metadata import read_metadata
-from contract.versions import latest
+from contract.versions import VersionError, latest
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,11 @@ def preflight(settings: Settings) -> Policy:
     metadata), so that a bad configuration fails in a second, not after the import."""
     if settings.model_backend == "null":
         return load_policy_for(settings, CLASS_NAMES, None)
-    metadata = read_metadata(latest(settings.resolved_model_dir()))
+    try:
+        version_dir = latest(settings.resolved_model_dir())
+    except VersionError as exc:
+        raise VersionError(f"{exc} (SORTER_MODEL_DIR names it)") from None
+    metadata = read_metadata(version_dir)
     return load_policy_for(settings, metadata.class_names, metadata.review_threshold)
 
 

@@ -59,7 +59,7 @@ def test_classify_photos_locally(tmp_path, model_dir, tf_model, test_set):
         ),
         (
             {"SORTER_MODEL_DIR": "/nonexistent/models"},
-            "model directory /nonexistent/models does not exist (set SORTER_MODEL_DIR)",
+            "model directory /nonexistent/models does not exist (SORTER_MODEL_DIR names it)",
         ),
     ],
 )
