@@ -138,6 +138,7 @@ class Service:
     # --- what the parts need of each other ------------------------------------------------------
     @property
     def ready_for_traffic(self) -> bool:
+        """The phase is SERVING and the batcher's loop is alive (/readyz answers 200 on this alone)."""
         return self.lifecycle.ready_for_traffic and self.batcher is not None and self.batcher.running
 
     @property
