@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.scanner import bench_scanner
 from bench.scenarios import bench_batch, bench_http, bench_preprocess
 from bench.server import REPO
 from bench.suite import run_soak, run_suite
@@ -20,7 +21,7 @@ from bench.suite import run_soak, run_suite
 Part = Callable[[argparse.Namespace], Any]
 PARTS: dict[str, Part] = {"http": bench_http, "batch": bench_batch, "preprocess": bench_preprocess}
 # Run only when named: they take many minutes, and `suite` writes docs/benchmarks.md (make bench).
-ON_REQUEST: dict[str, Part] = {"suite": run_suite, "soak": run_soak}
+ON_REQUEST: dict[str, Part] = {"suite": run_suite, "soak": run_soak, "scanner": bench_scanner}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         "parts",
         nargs="*",
         metavar="PART",
-        help="http, batch and/or preprocess (default: those three); or suite (docs/benchmarks.md) or soak",
+        help="http, batch and/or preprocess (default: those three); or suite (docs/benchmarks.md), soak,"
+        " or scanner (docs/scanner.md)",
     )
     p.add_argument("--duration-s", type=float, default=10.0, help="per measurement")
     p.add_argument("--warmup-s", type=float, default=3.0)
@@ -42,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity-s", type=float, default=10.0, help="`soak`: capacity measurement")
     p.add_argument("--raw-seconds", type=float, default=3.0, help="`suite`: per raw-model batch size")
     p.add_argument("--report", default=str(REPO / "docs" / "benchmarks.md"), help="`suite`: the report")
+    p.add_argument("--per-class", type=int, default=200, help="`scanner`: test images per class")
+    p.add_argument("--workers", type=int, default=2, help="`scanner`: processes rendering and decoding")
     return p
 
 
