@@ -16,7 +16,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import errors
 from app.errors import ApiError
 from app.metrics import route_label
-from app.service.lifecycle import Phase
 from app.service.service import Service
 
 
@@ -59,7 +58,7 @@ class ServiceMiddleware:
 
     async def _work(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         service = self.service
-        if service.lifecycle.phase is Phase.DRAINING:
+        if service.lifecycle.shutting_down:
             service.count_rejection("draining")
             await send_error(send, errors.draining())
             return

@@ -3,7 +3,8 @@
 One notion of readiness: the ``Phase``. STARTING (model loading, warm-up) -> SERVING -> DRAINING
 (SIGTERM: new work refused with 503 draining, admitted work finished) -> STOPPED; or STARTING ->
 WARMUP_FAILED, where it stays unready. Load balancers and /readyz see ``ready_for_traffic``;
-requests admitted before a drain began are served through ``serves_admitted_work``.
+requests admitted before a drain began are served through ``serves_admitted_work``; from the drain
+on (``shutting_down``) new work is refused as draining.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class Lifecycle:
     @property
     def serves_admitted_work(self) -> bool:
         return self.phase in (Phase.SERVING, Phase.DRAINING)
+
+    @property
+    def shutting_down(self) -> bool:
+        """New work is refused for good (503 draining: retry on another replica)."""
+        return self.phase in (Phase.DRAINING, Phase.STOPPED)
 
     def _enter(self, phase: Phase) -> None:
         self.phase = phase

@@ -28,7 +28,7 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(service: ServiceDep) -> JSONResponse:
     lifecycle = service.lifecycle
-    if lifecycle.phase is Phase.DRAINING:
+    if lifecycle.shutting_down:
         error = errors.draining()
     elif lifecycle.phase is Phase.WARMUP_FAILED:
         error = errors.ApiError(503, "warmup_failed", f"Warm-up failed: {lifecycle.warmup_error}")

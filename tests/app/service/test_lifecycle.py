@@ -23,25 +23,30 @@ def make(drain_timeout_s: float = 5.0, work_idle: bool = True) -> tuple[Lifecycl
     return lifecycle, exits
 
 
-def state(lifecycle: Lifecycle) -> tuple[bool, bool, tuple[float | None, float | None]]:
-    """(ready for new traffic, serves admitted work, (ready gauge, draining gauge))."""
-    return lifecycle.ready_for_traffic, lifecycle.serves_admitted_work, gauges(lifecycle.metrics)
+def state(lifecycle: Lifecycle) -> tuple[bool, bool, bool, tuple[float | None, float | None]]:
+    """(ready for new traffic, serves admitted work, shutting down, (ready gauge, draining gauge))."""
+    return (
+        lifecycle.ready_for_traffic,
+        lifecycle.serves_admitted_work,
+        lifecycle.shutting_down,
+        gauges(lifecycle.metrics),
+    )
 
 
 def test_phases_say_who_may_send_work():
     lifecycle, _ = make()
-    assert lifecycle.phase is Phase.STARTING and state(lifecycle) == (False, False, (0, 0))
+    assert lifecycle.phase is Phase.STARTING and state(lifecycle) == (False, False, False, (0, 0))
     lifecycle.serving()
-    assert state(lifecycle) == (True, True, (1, 0)) and lifecycle.wait_serving(0)
+    assert state(lifecycle) == (True, True, False, (1, 0)) and lifecycle.wait_serving(0)
 
     async def drain() -> None:
         lifecycle.begin_drain()
-        assert lifecycle.phase is Phase.DRAINING and state(lifecycle) == (False, True, (0, 1))
+        assert lifecycle.phase is Phase.DRAINING and state(lifecycle) == (False, True, True, (0, 1))
         await asyncio.sleep(0.05)
 
     asyncio.run(drain())
     lifecycle.stopped()
-    assert lifecycle.phase is Phase.STOPPED and state(lifecycle) == (False, False, (0, 0))
+    assert lifecycle.phase is Phase.STOPPED and state(lifecycle) == (False, False, True, (0, 0))
 
 
 def test_a_failed_warm_up_stays_unready_with_its_reason():
