@@ -105,9 +105,6 @@ class ModelMetadata(BaseModel):
             return {"validation": measured.get("validation"), "test": measured.get("test")}
         return {"validation": self.validation_accuracy, "test": self.test_accuracy}
 
-    def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
-
 
 def describe_errors(exc: ValidationError) -> str:
     parts = []

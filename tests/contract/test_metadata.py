@@ -90,9 +90,3 @@ def test_the_served_precision_has_its_own_threshold_and_accuracy_where_the_expor
     assert metadata.review_threshold_for("float32") == 0.9
     assert metadata.accuracy_for("bfloat16") == {"validation": None, "test": 0.945}
     assert metadata.accuracy_for("float32") == {"validation": 0.95, "test": 0.94}
-
-
-def test_a_document_round_trips_through_json():
-    document = json.loads((MODEL_DIR / str(versions(MODEL_DIR)[-1]) / "metadata.json").read_text())
-    metadata = parse_metadata(document)
-    assert json.loads(metadata.to_json()) == document
