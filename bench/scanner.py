@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import io
 import json
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -32,6 +33,9 @@ from bench.photos import load_test_set
 from bench.server import REPO
 from contract.classes import CLASS_NAMES, NUM_CLASSES
 from contract.seasons import default_season_of_class
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 FRAME = (1280, 960)  # width, height: 1.2 MP, the smallest camera size the issue asks for
 LIGHT = 253.0  # the dataset's photo background, #fdfdfd
@@ -287,15 +291,21 @@ def stratified(labels: np.ndarray, per_class: int, seed: int = 2026) -> np.ndarr
     return np.sort(np.concatenate(chosen))
 
 
+@functools.cache
+def _worker_settings() -> Settings:
+    from app.config import load_settings
+
+    return load_settings()
+
+
 def _preprocess_rendered(job: tuple[str, int, int]) -> np.ndarray | None:
     """Worker: render one photo and run the service's preprocessing on its bytes (None: refused)."""
-    from app.config import load_settings
     from app.errors import ApiError
     from app.inference import preprocess
 
     condition, index, seed = job
     images, _ = load_test_set()
-    settings = load_settings()
+    settings = _worker_settings()
     try:
         return preprocess.preprocess(render(condition, images[index], seed), settings.max_image_pixels, settings.resize)
     except ApiError:  # refused outright: never sorted into a bin, so counted as sent to review

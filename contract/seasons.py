@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -14,14 +15,17 @@ DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policy.yaml"
 
 
 @cache
+def _default_seasons_section() -> dict[str, Any]:
+    policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))
+    seasons: dict[str, Any] = policy["seasons"]
+    return seasons
+
+
 def default_season_of_class() -> dict[str, str]:
     """Class name -> season name, as the default policy file assigns them."""
-    policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))
-    return {name: season for season, spec in policy["seasons"].items() for name in spec["classes"]}
+    return {name: season for season, spec in _default_seasons_section().items() for name in spec["classes"]}
 
 
-@cache
 def default_seasons() -> tuple[str, ...]:
     """Season names in the default policy file's order."""
-    policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text(encoding="utf-8"))
-    return tuple(policy["seasons"])
+    return tuple(_default_seasons_section())

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -14,9 +13,9 @@ from app.metrics import Metrics
 from app.policy import Policy
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One image's inference result, computed in the batcher's worker thread."""
+class Row(NamedTuple):
+    """One image's inference result, computed in the batcher's worker thread (a tuple: cheap to
+    build for every image of every batch)."""
 
     probabilities: list[float]
     class_order: list[int]  # class ids, most probable first

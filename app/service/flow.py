@@ -49,6 +49,7 @@ class RequestFlow:
         lifecycle: Lifecycle,
         model: Model,
         policy: Policy,
+        model_ref: dict[str, Any],
         batcher: Batcher,
         preprocess_pool: ThreadPoolExecutor,
     ):
@@ -57,7 +58,7 @@ class RequestFlow:
         self.lifecycle = lifecycle
         self.model = model
         self.policy = policy
-        self.model_ref = {"name": model.name, "version": model.version}
+        self.model_ref = model_ref  # the answer's "model": name and version
         self.batcher = batcher
         self.preprocess_pool = preprocess_pool
 

@@ -85,6 +85,7 @@ class Service:
             lifecycle=self.lifecycle,
             model=model,
             policy=self.policy,
+            model_ref=self.model_ref,
             batcher=self.batcher,
             preprocess_pool=self._preprocess_pool,
         )

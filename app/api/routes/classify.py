@@ -257,8 +257,8 @@ async def classify(request: Request) -> Response:
     service = _service(request)
     top_k, as_of = _query(request)
     x_item_id = request.headers.get("x-item-id")
-    settings = service.settings
-    service.request_flow.shed_if_full()
+    settings, flow = service.settings, service.request_flow
+    flow.shed_if_full()
     media = _media_type(request)
     item_id: Any = x_item_id
     try:
@@ -284,7 +284,7 @@ async def classify(request: Request) -> Response:
     item_id = _item_id(item_id, settings.max_item_id_length)
     async with disconnect_watch(request) as gone:
         try:
-            body = await service.request_flow.classify(
+            body = await flow.classify(
                 data, top_k=top_k or settings.default_top_k, as_of=as_of, item_id=item_id, disconnected=gone
             )
         except ClientGone:
@@ -309,12 +309,12 @@ async def classify(request: Request) -> Response:
 async def classify_batch(request: Request) -> Response:
     service = _service(request)
     top_k, as_of = _query(request)
-    settings = service.settings
-    service.request_flow.batcher_for_admitted_work()
+    settings, flow = service.settings, service.request_flow
+    flow.batcher_for_admitted_work()  # 503 not_ready comes before 415
     media = _media_type(request)
     if media != "multipart/form-data":
         raise errors.unsupported_media_type(media)
-    service.request_flow.shed_if_full()
+    flow.shed_if_full()
     try:
         form = await _read_multipart(request, max_files=settings.max_batch_files)
     except ClientDisconnect:
@@ -343,7 +343,7 @@ async def classify_batch(request: Request) -> Response:
         await form.close()
     async with disconnect_watch(request) as gone:
         try:
-            results = await service.request_flow.classify_many(
+            results = await flow.classify_many(
                 blobs, top_k=top_k or settings.default_top_k, as_of=as_of, item_ids=item_ids, disconnected=gone
             )
         except ClientGone:
