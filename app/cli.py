@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from app.config import Settings
+    from app.inference.preprocess import ModelInput
 
 EXIT_USAGE = 2
 EXIT_STARTUP_FAILURE = 3
@@ -92,7 +93,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     model = load_model(settings)
     policy = load_policy_for(settings, model.class_names, model.review_threshold)
     on = args.as_of or dt.date.today()
-    images: list[np.ndarray] = []
+    images: list[ModelInput] = []
     paths: list[str] = []
     failures = 0
     for path in args.photos:
@@ -106,10 +107,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
             print(f"{path}: error: {reason}", file=sys.stderr)
     step = settings.max_batch_size
     for start in range(0, len(images), step):
-        probabilities = model.predict(np.stack(images[start : start + step]))
-        for path, row in zip(paths[start : start + step], probabilities, strict=True):
+        chunk = images[start : start + step]
+        probabilities = model.predict(np.stack([seen.pixels for seen in chunk]))
+        for path, row, seen in zip(paths[start : start + step], probabilities, chunk, strict=True):
             class_id = int(np.argmax(row))
-            decision = policy.decide(row, on)
+            decision = policy.decide(row, on, seen.reasons)
             record = {
                 "file": path,
                 "label": model.class_names[class_id],
@@ -118,11 +120,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 "bin": decision.bin,
                 "zone": decision.zone,
                 "needs_review": decision.needs_review,
+                "review_reasons": [str(reason) for reason in decision.reasons],
             }
             if args.json:
                 print(json.dumps(record))
             else:
-                review = "  (needs review)" if decision.needs_review else ""
+                review = f"  (needs review: {', '.join(decision.reasons)})" if decision.needs_review else ""
                 print(
                     f"{path}\t{record['label']}\t{record['confidence']:.4f}\t{decision.season}\t{decision.bin}{review}"
                 )

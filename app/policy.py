@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from app.config import Settings
+from app.reasons import Reason
 
 Hemisphere = Literal["northern", "southern"]
 TOP_LEVEL_KEYS = {"hemisphere", "review_bin", "review_threshold", "seasons"}
@@ -46,6 +47,7 @@ class Decision:
     zone: Literal["forward", "reserve"]
     needs_review: bool
     season_mass: float
+    reasons: tuple[Reason, ...] = ()  # why it needs review; empty exactly when it does not
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,12 @@ class Policy:
         masses: np.ndarray = probabilities @ self.membership
         return masses
 
-    def decide_index(self, season_index: int, mass: float, on: dt.date) -> Decision:
+    def decide_index(self, season_index: int, mass: float, on: dt.date, reasons: tuple[Reason, ...] = ()) -> Decision:
+        """The bin for the best season; ``reasons`` (from the photo, the model) send it to review too."""
         season = self.seasons[season_index]
-        needs_review = mass < self.review_threshold
+        if mass < self.review_threshold:
+            reasons = Reason.ordered({*reasons, Reason.LOW_CONFIDENCE})
+        needs_review = bool(reasons)
         current = self.current_season(on)
         forward = season.all_season or (current is not None and current.name == season.name)
         return Decision(
@@ -86,12 +91,15 @@ class Policy:
             zone="forward" if forward else "reserve",
             needs_review=needs_review,
             season_mass=mass,
+            reasons=reasons,
         )
 
-    def decide(self, probabilities: Sequence[float] | np.ndarray, on: dt.date) -> Decision:
+    def decide(
+        self, probabilities: Sequence[float] | np.ndarray, on: dt.date, reasons: tuple[Reason, ...] = ()
+    ) -> Decision:
         masses = self.season_masses(np.asarray(probabilities, dtype=np.float64)[None, :])[0]
         index = int(np.argmax(masses))
-        return self.decide_index(index, float(masses[index]), on)
+        return self.decide_index(index, float(masses[index]), on, reasons)
 
     @property
     def bins(self) -> tuple[str, ...]:

@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=str(REPO / "docs" / "benchmarks.md"), help="`suite`: the report")
     p.add_argument("--per-class", type=int, default=200, help="`scanner`: test images per class")
     p.add_argument("--workers", type=int, default=2, help="`scanner`: processes rendering and decoding")
+    p.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="`scanner`: render test images (the report) or validation images (to tune on; writes nothing)",
+    )
     return p
 
 

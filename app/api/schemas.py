@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from app.reasons import Reason
+
 
 def _full_date(value: Any) -> Any:
     # pydantic alone also takes "0" or "3.2e-130" (Unix timestamps) and datetimes for a date;
@@ -40,6 +42,16 @@ class ModelRef(BaseModel):
     version: int
 
 
+class GarmentBox(BaseModel):
+    """Where the garment lies, in the upright photo's pixels (after EXIF orientation, at the size
+    sent): the right and bottom edges are exclusive."""
+
+    left: int = Field(ge=0)
+    top: int = Field(ge=0)
+    right: int = Field(ge=1)
+    bottom: int = Field(ge=1)
+
+
 class Timings(BaseModel):
     preprocess: float = Field(description="Decode and photo -> 28x28, milliseconds")
     queue: float = Field(description="Waiting for a batch, milliseconds")
@@ -59,6 +71,8 @@ CLASSIFY_EXAMPLE: dict[str, Any] = {
     "bin": "BIN-W",
     "zone": "reserve",
     "needs_review": False,
+    "review_reasons": [],
+    "box": {"left": 412, "top": 188, "right": 1190, "bottom": 904},
     "model": {"name": "fashion-cnn", "version": 1},
     "item_id": "SKU-123-0001",
     "timings_ms": {"preprocess": 0.41, "queue": 0.02, "inference": 1.35},
@@ -73,7 +87,14 @@ class ClassifyResponse(BaseModel):
     season: str = Field(description="Season with the largest probability mass")
     bin: str = Field(description="Storage bin code; the review bin when needs_review")
     zone: Literal["forward", "reserve"] = Field(description="forward: in season now (or all-season)")
-    needs_review: bool = Field(description="Largest season mass below the review threshold")
+    needs_review: bool = Field(description="Goes to the review bin: true exactly when review_reasons is not empty")
+    review_reasons: list[Reason] = Field(
+        description="Why it needs review, as stable codes: no_garment (only the belt), multiple_items, cut_off "
+        "(the garment runs over the frame's edge), low_contrast (it barely stands out from the belt), "
+        "low_confidence (the best season's probability mass is below the review threshold), unfamiliar "
+        "(unlike anything the model was trained on)"
+    )
+    box: GarmentBox | None = Field(description="The garment found in the photo; null when none was (no_garment)")
     model: ModelRef
     item_id: str | None = Field(description="Echo of the item_id field or X-Item-Id header")
     timings_ms: Timings

@@ -7,9 +7,12 @@ radius and sigma 1.0, (4) extended the short edge to 28, centred, (5) negated an
 8-bit grayscale. The same steps here let a scanner photo look like what the model was trained on.
 
 Before that: the format is detected from the content (never the name or Content-Type), the
-size is checked from the header before any pixel is decoded, EXIF orientation is applied and
-transparency is composited onto white. An image that already is Fashion-MNIST-like (28x28
-grayscale, dark border) is returned unchanged, bit for bit.
+size is checked from the header before any pixel is decoded, the photo is decoded at the small
+working resolution the next steps need (JPEG: scaled in the DCT domain while decoding), EXIF
+orientation is applied and transparency is composited onto white. Then ``segment`` finds the
+garment on whatever belt and light the scanner has, and puts it upright on the dataset's light
+background, with the reasons the photo needs a person's look. An image that already is
+Fashion-MNIST-like (28x28 grayscale, dark border) is returned unchanged, bit for bit.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from app import errors
+from app.inference.segment import Box, segment
+from app.reasons import Reason
 
 SIZE = 28
 ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
@@ -34,9 +39,11 @@ TRIM_FRACTION = 0.05  # of the largest possible RGB distance, sqrt(3) * 255
 _MAX_RGB_DISTANCE = math.sqrt(3) * 255.0
 SHARPEN = ImageFilter.UnsharpMask(radius=1.0, percent=100, threshold=0)  # out = 2*img - gauss(img, 1.0)
 DARK_BORDER_MEAN = 128  # every one of the 70,000 dataset images has a border-ring mean below 108
-# Photos are box-reduced to at most this edge before trimming: the result is 28 px anyway and
-# the CPU per image stays bounded whatever the camera's resolution.
-WORK_EDGE = 1024
+# Photos are decoded (JPEG: DCT-scaled) and box-reduced to a longest edge in [WORK_MIN_EDGE,
+# 2 * WORK_MIN_EDGE): the result is 28 px, a garment filling a third of the frame still spans over
+# twice that, and the CPU per photo stays bounded whatever the camera's resolution.
+WORK_MIN_EDGE = 128
+MIN_SEGMENT_EDGE = 24  # a smaller photo has no border to learn a belt from: the recipe alone
 Resize = Literal["antialias", "subsample"]
 _RESAMPLE = {"antialias": Image.Resampling.LANCZOS, "subsample": Image.Resampling.NEAREST}
 
@@ -87,22 +94,44 @@ def _has_image_signature(data: bytes) -> bool:
     return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
-def decode(opened: Opened) -> Image.Image:
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The photo, upright, at working resolution, and the size of the upright photo as sent."""
+
+    image: Image.Image
+    photo_size: tuple[int, int]  # width, height after EXIF orientation, at full resolution
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInput:
+    """What the model sees, and what the photo itself says about the answer's safety."""
+
+    pixels: np.ndarray  # uint8 (28, 28), garment bright on black
+    box: Box | None  # the garment in the upright photo's pixels; None: no garment found
+    reasons: tuple[Reason, ...]  # from the photo (the model adds its own later)
+
+
+def decode(opened: Opened) -> Decoded:
     """Decode the first frame, upright, as 'L' or 'RGB' (transparency composited onto white)."""
     image = opened.image
     try:
-        if opened.format in ("JPEG", "MPO") and max(opened.width, opened.height) > 2 * WORK_EDGE:
-            # DCT-domain downscale while decoding: 2-8x faster for camera-size photos.
-            scale = WORK_EDGE / max(opened.width, opened.height)
-            image.draft(None, (max(1, int(opened.width * scale)), max(1, int(opened.height * scale))))
+        longest = max(opened.width, opened.height)
+        if opened.format in ("JPEG", "MPO") and longest >= 2 * WORK_MIN_EDGE:
+            # DCT-domain downscale while decoding (1/2 .. 1/8): never at camera resolution.
+            scale = WORK_MIN_EDGE / longest
+            image.draft(None, (math.ceil(opened.width * scale), math.ceil(opened.height * scale)))
         image.load()
     except Exception:
         raise errors.corrupt_image() from None
+    photo_size = (opened.width, opened.height)
     # A damaged EXIF block must not lose the photo: keep it as stored.
     with contextlib.suppress(Exception):
-        image = ImageOps.exif_transpose(image)
+        upright = ImageOps.exif_transpose(image)
+        if upright.size != image.size and upright.size == image.size[::-1]:
+            photo_size = photo_size[::-1]
+        image = upright
     try:
-        return _normalise_mode(image)
+        return Decoded(_normalise_mode(image), photo_size)
     except Exception:
         raise errors.corrupt_image() from None
 
@@ -167,11 +196,14 @@ def _trim_box(image: Image.Image) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def work_image(image: Image.Image) -> Image.Image:
+    """Box-reduce a decoded photo to a longest edge below 2 * WORK_MIN_EDGE."""
+    factor = max(image.size) // WORK_MIN_EDGE
+    return image.reduce(factor) if factor >= 2 else image
+
+
 def photo_to_28(image: Image.Image, resize: Resize = "antialias") -> np.ndarray:
     """The dataset's own pipeline on an upright 'L' or 'RGB' photo (light background)."""
-    longest = max(image.size)
-    if longest > WORK_EDGE:
-        image = image.reduce(max(2, longest // (WORK_EDGE // 2)))
     box = _trim_box(image)
     if box is not None:
         image = image.crop(box)
@@ -191,28 +223,56 @@ def photo_to_28(image: Image.Image, resize: Resize = "antialias") -> np.ndarray:
     return 255 - np.asarray(canvas, dtype=np.uint8)
 
 
-def to_model_input(image: Image.Image, resize: Resize = "antialias") -> np.ndarray:
-    """An upright decoded image -> uint8 (28, 28), garment bright on black."""
+def _dataset_box(pixels: np.ndarray) -> Box | None:
+    rows = np.flatnonzero(pixels.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(pixels.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def to_model_input(decoded: Decoded, resize: Resize = "antialias") -> ModelInput:
+    """An upright decoded photo -> the model's input, the garment's box and the photo's reasons."""
+    image = decoded.image
     if image.size == (SIZE, SIZE):
         pixels = np.asarray(image)  # one copy out of Pillow, reused for the check and the answer
         if image.mode == "RGB" and (pixels == pixels[..., :1]).all():  # a gray image stored as RGB
             pixels = np.ascontiguousarray(pixels[..., 0])
         if pixels.ndim == 2 and has_dark_border(pixels):
-            return pixels
-    return photo_to_28(image, resize)
+            return ModelInput(pixels, _dataset_box(pixels), ())
+    work = work_image(image)
+    if min(work.size) < MIN_SEGMENT_EDGE:
+        return ModelInput(photo_to_28(work, resize), (0, 0, *decoded.photo_size), ())
+    found = segment(np.asarray(work.convert("RGB")))
+    pixels = photo_to_28(Image.fromarray(found.composite, "RGB"), resize)
+    return ModelInput(pixels, _to_photo(found.box, work.size, decoded.photo_size), found.reasons)
 
 
-def preprocess(data: bytes, max_pixels: int, resize: Resize = "antialias") -> np.ndarray:
-    """Bytes of any supported image -> uint8 (28, 28); raises ApiError for refused input."""
+def _to_photo(box: Box | None, work_size: tuple[int, int], photo_size: tuple[int, int]) -> Box | None:
+    """A box in the work image's pixels -> the same box in the upright photo's pixels."""
+    if box is None:
+        return None
+    sx, sy = photo_size[0] / work_size[0], photo_size[1] / work_size[1]
+    left, top, right, bottom = box
+    return (
+        math.floor(left * sx),
+        math.floor(top * sy),
+        min(photo_size[0], math.ceil(right * sx)),
+        min(photo_size[1], math.ceil(bottom * sy)),
+    )
+
+
+def preprocess(data: bytes, max_pixels: int, resize: Resize = "antialias") -> ModelInput:
+    """Bytes of any supported image -> the model's input; raises ApiError for refused input."""
     opened = open_image(data, max_pixels)
     return finish(opened, resize)
 
 
-def finish(opened: Opened, resize: Resize = "antialias") -> np.ndarray:
+def finish(opened: Opened, resize: Resize = "antialias") -> ModelInput:
     """Decode an opened image and bring it to the model's input (the CPU-heavy half)."""
-    image = decode(opened)
+    decoded = decode(opened)
     try:
-        return to_model_input(image, resize)
+        return to_model_input(decoded, resize)
     except errors.ApiError:
         raise
     except Exception:

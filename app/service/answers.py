@@ -9,6 +9,7 @@ import numpy as np
 
 from app.inference.batcher import Outcome
 from app.inference.model import Images, Model
+from app.inference.preprocess import ModelInput
 from app.metrics import Metrics
 from app.policy import Policy
 
@@ -40,6 +41,7 @@ def infer_rows(model: Model, policy: Policy, images: Images) -> list[Row]:
 
 def build_answer(
     outcome: Outcome,
+    seen: ModelInput,
     *,
     model: Model,
     policy: Policy,
@@ -53,7 +55,7 @@ def build_answer(
     row: Row = outcome.row
     names = model.class_names
     class_id = row.class_order[0]
-    decision = policy.decide_index(row.season_index, row.season_mass, on)
+    decision = policy.decide_index(row.season_index, row.season_mass, on, seen.reasons)
     metrics.predicted(names[class_id], decision.bin)
     probabilities = row.probabilities
     return {
@@ -65,6 +67,8 @@ def build_answer(
         "bin": decision.bin,
         "zone": decision.zone,
         "needs_review": decision.needs_review,
+        "review_reasons": [str(reason) for reason in decision.reasons],
+        "box": None if seen.box is None else dict(zip(("left", "top", "right", "bottom"), seen.box, strict=True)),
         "model": model_ref,
         "item_id": item_id,
         "timings_ms": {

@@ -15,14 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from app import errors
 from app.config import Settings
 from app.errors import ApiError, ClientGone
 from app.inference import preprocess
 from app.inference.batcher import Batcher, BatcherStopped, DeadlineExceeded, InferenceError, Outcome, QueueFull
 from app.inference.model import Model
+from app.inference.preprocess import ModelInput
 from app.metrics import Metrics
 from app.policy import Policy
 from app.service.answers import build_answer
@@ -35,7 +34,7 @@ PREPROCESS_CHUNK = 32  # batch-endpoint images decoded per thread hop; chunks fe
 class Prepared:
     """One decoded image on its way to the model, or the error that stopped it."""
 
-    image: np.ndarray | None
+    image: ModelInput | None
     error: ApiError | None
     preprocess_s: float
 
@@ -126,13 +125,13 @@ class RequestFlow:
             # The deadline counts from admission, so waiting for a decode thread counts too.
             remaining_s = self.settings.request_timeout_s - (time.perf_counter() - started)
             try:
-                future = batcher.submit(prepared.image, timeout_s=max(remaining_s, 0.0))
+                future = batcher.submit(prepared.image.pixels, timeout_s=max(remaining_s, 0.0))
             except QueueFull:
                 raise errors.queue_full() from None
             except BatcherStopped:
                 raise errors.shutting_down() from None
         outcome = await self._await(future, disconnected)
-        return self.answer(outcome, prepared.preprocess_s, top_k, as_of or dt.date.today(), item_id)
+        return self.answer(outcome, prepared.image, prepared.preprocess_s, top_k, as_of or dt.date.today(), item_id)
 
     # --- a batch request ------------------------------------------------------------------------
     async def classify_many(
@@ -176,7 +175,8 @@ class RequestFlow:
             if not indices:
                 continue
             try:
-                submitted = batcher.submit_many([image for i in indices if (image := prepared[i].image) is not None])
+                images = [seen.pixels for i in indices if (seen := prepared[i].image) is not None]
+                submitted = batcher.submit_many(images)
             except QueueFull:
                 for i in indices:
                     prepared[i] = Prepared(None, errors.queue_full(), prepared[i].preprocess_s)
@@ -210,16 +210,18 @@ class RequestFlow:
         item_id: str | None,
     ) -> dict[str, Any]:
         error = item.error
-        if error is None:
+        if error is None and item.image is not None:
             try:
                 outcome = self._unwrap(futures[index])
                 return {
                     "index": index,
-                    "result": self.answer(outcome, item.preprocess_s, top_k, on, item_id),
+                    "result": self.answer(outcome, item.image, item.preprocess_s, top_k, on, item_id),
                     "error": None,
                 }
             except ApiError as exc:
                 error = exc
+        if error is None:  # unreachable: a Prepared has an image or an error
+            error = errors.inference_failed("no image and no error")
         self.metrics.count_rejection(error.code)
         return {"index": index, "result": None, "error": {"status": error.status, **error.body()}}
 
@@ -258,10 +260,11 @@ class RequestFlow:
         return errors.inference_failed(f"{type(exc).__name__}: {exc}")
 
     def answer(
-        self, outcome: Outcome, preprocess_s: float, top_k: int, on: dt.date, item_id: str | None
+        self, outcome: Outcome, seen: ModelInput, preprocess_s: float, top_k: int, on: dt.date, item_id: str | None
     ) -> dict[str, Any]:
         return build_answer(
             outcome,
+            seen,
             model=self.model,
             policy=self.policy,
             metrics=self.metrics,
