@@ -70,7 +70,7 @@ COPY --from=builder /opt/venv /opt/venv
 # The served model version only (not its held-out twin or the model card), baked in and owned by
 # root (read-only to the service). Mount another models/fashion-cnn over it, or point
 # SORTER_MODEL_DIR elsewhere, to serve a different version.
-COPY models/fashion-cnn/8 ./models/fashion-cnn/8
+COPY models/fashion-cnn/9 ./models/fashion-cnn/9
 
 # Numeric, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
 USER 10001:10001

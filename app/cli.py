@@ -86,6 +86,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from app.inference import preprocess
     from app.inference.loader import load_model
     from app.policy import load_policy_for
+    from app.reasons import Reason
     from app.service.service import preflight
 
     settings = _settings(log_level="warning")
@@ -108,10 +109,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
     step = settings.max_batch_size
     for start in range(0, len(images), step):
         chunk = images[start : start + step]
-        probabilities = model.predict(np.stack([seen.pixels for seen in chunk]))
-        for path, row, seen in zip(paths[start : start + step], probabilities, chunk, strict=True):
+        inference = model.infer(np.stack([seen.pixels for seen in chunk]))
+        rows = zip(paths[start : start + step], inference.probabilities, inference.unfamiliar, chunk, strict=True)
+        for path, row, unfamiliar, seen in rows:
             class_id = int(np.argmax(row))
-            decision = policy.decide(row, on, seen.reasons)
+            decision = policy.decide(row, on, (*seen.reasons, Reason.UNFAMILIAR) if unfamiliar else seen.reasons)
             record = {
                 "file": path,
                 "label": model.class_names[class_id],

@@ -80,8 +80,7 @@ class Policy:
     def decide_index(self, season_index: int, mass: float, on: dt.date, reasons: tuple[Reason, ...] = ()) -> Decision:
         """The bin for the best season; ``reasons`` (from the photo, the model) send it to review too."""
         season = self.seasons[season_index]
-        if mass < self.review_threshold:
-            reasons = Reason.ordered({*reasons, Reason.LOW_CONFIDENCE})
+        reasons = Reason.ordered({*reasons, Reason.LOW_CONFIDENCE} if mass < self.review_threshold else set(reasons))
         needs_review = bool(reasons)
         current = self.current_season(on)
         forward = season.all_season or (current is not None and current.name == season.name)

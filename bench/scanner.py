@@ -38,6 +38,7 @@ from contract.seasons import default_season_of_class
 if TYPE_CHECKING:
     from app.config import Settings
     from app.inference.preprocess import ModelInput
+    from app.reasons import Reason
 
 FRAME = (1280, 960)  # width, height: 1.2 MP, the smallest camera size the issue asks for
 LIGHT = 253.0  # the dataset's photo background, #fdfdfd
@@ -81,10 +82,11 @@ def unmix_edge(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     its own value. On the dataset's light background the result is the same pixel as before."""
     value = image.astype(np.float32) / 255.0
     silhouette = ~outside(image <= DUST)
+    height, width = image.shape
     padded = np.pad(np.where(silhouette, value, 0.0), 1)
-    densest = np.max([padded[dy : dy + 28, dx : dx + 28] for dy in range(3) for dx in range(3)], axis=0)
+    densest = np.max([padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)], axis=0)
     inside = np.pad(silhouette, 1)
-    interior = np.min([inside[dy : dy + 28, dx : dx + 28] for dy in range(3) for dx in range(3)], axis=0)
+    interior = np.min([inside[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)], axis=0)
     edge = silhouette & ~interior & (densest > 0)
     # Outside the silhouette (alpha 0) the coverage continues the edge's, so that upscaling
     # between the two does not blend a white fringe back in.
@@ -355,6 +357,14 @@ def _preprocess_rendered(job: tuple[str, str, int, int]) -> ModelInput | None:
         return None
 
 
+def _photo_reasons(item: ModelInput | None, unfamiliar: bool) -> tuple[Reason, ...]:
+    """The reasons the service would give besides low_confidence (the policy adds that one)."""
+    from app.reasons import Reason
+
+    reasons = () if item is None else item.reasons
+    return (*reasons, Reason.UNFAMILIAR) if unfamiliar else reasons
+
+
 def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
     from app.config import load_settings
     from app.inference.tensorflow_model import load_tensorflow_model
@@ -381,15 +391,22 @@ def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
             prepared = list(pool.map(_preprocess_rendered, jobs, chunksize=16))
             refused = np.array([item is None for item in prepared])
             seen = np.stack([np.zeros((28, 28), np.uint8) if item is None else item.pixels for item in prepared])
-            probabilities = np.concatenate([model.predict(seen[s : s + 256]) for s in range(0, len(seen), 256)])
+            inferred = [model.infer(seen[s : s + 256]) for s in range(0, len(seen), 256)]
+            probabilities = np.concatenate([i.probabilities for i in inferred])
+            unfamiliar = np.concatenate([i.unfamiliar for i in inferred])
             decisions = [
-                policy.decide(row, on, () if item is None else item.reasons)
-                for row, item in zip(probabilities, prepared, strict=True)
+                policy.decide(row, on, _photo_reasons(item, bool(odd)))
+                for row, item, odd in zip(probabilities, prepared, unfamiliar, strict=True)
             ]
             review = np.array([d.needs_review for d in decisions]) | refused
             reasons = Counter(str(r) for d in decisions for r in d.reasons)
             season_ok = np.array([d.season for d in decisions]) == true_season
             top1 = probabilities.argmax(axis=1) == labels[chosen]
+            # Whether a reason earns its keep: how often the model was right on what it sent away.
+            top1_when_flagged = {
+                reason: float(np.mean([ok for ok, d in zip(top1, decisions, strict=True) if reason in d.reasons]))
+                for reason in sorted(reasons)
+            }
             table[condition] = {
                 "top1": float(top1.mean()),
                 "season_accuracy": float(season_ok.mean()),
@@ -398,11 +415,13 @@ def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
                 "refused": int(refused.sum()),
                 "images": len(chosen),
                 "reasons": dict(sorted(reasons.items())),
+                "top1_when_flagged": top1_when_flagged,
             }
             print(
                 f"{condition:36s} "
                 + "  ".join(f"{k} {v:.3f}" for k, v in table[condition].items() if isinstance(v, float))
-                + f"  {dict(reasons)}",
+                + f"  {dict(reasons)}  top-1 when flagged "
+                + str({k: round(v, 2) for k, v in top1_when_flagged.items()}),
                 flush=True,
             )
             _save_sample(

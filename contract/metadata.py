@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
 
@@ -42,6 +42,17 @@ class CalibratedBy(BaseModel):
     runs: list[str]
 
 
+class Unfamiliar(BaseModel):
+    """The threshold on the `unfamiliar` score (contract.unfamiliar) and where it was chosen."""
+
+    model_config = ConfigDict(extra="allow")
+
+    score: Literal["energy"]
+    threshold: Number
+    trip_rate: Probability  # the share of the clean images it was calibrated on that trip it
+    calibrated_on: str  # which images, through which export (the held-out twin for a full-train model)
+
+
 class SortingFigures(BaseModel):
     """One precision's review threshold and the sorting figures it gives on each split."""
 
@@ -69,6 +80,7 @@ class ModelMetadata(BaseModel):
     tta_flip: StrictBool = False
     flip_below: Annotated[Number, Field(gt=0, le=1)] | None = None
     calibrated_by: CalibratedBy | None = None
+    unfamiliar: Unfamiliar | None = None
     validation_accuracy: Number | None = None
     test_accuracy: Number | None = None
     accuracy_by_precision: dict[str, dict[str, Number | None]] = Field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""`garment-sorter explore|train|compare|export|calibrate|bench-model|model-card` (also `python -m training ...`).
+"""`garment-sorter explore|train|compare|export|calibrate|unfamiliar|bench-model|model-card` (or `python -m training`).
 
 Every user mistake (missing dataset, unknown architecture, bad flag value) ends in one line on
 stderr and exit code 2, before anything is written under models/ or reports/.
@@ -264,6 +264,33 @@ def _add_model_card(subparsers: Subparsers) -> None:
     p.set_defaults(func=cmd_model_card)
 
 
+def cmd_unfamiliar(args: argparse.Namespace) -> int:
+    from training.unfamiliar import calibrate_unfamiliar, derive_version
+
+    version_dir = _version_dir(args)
+    twin = Path(args.held_out_twin) if args.held_out_twin else None
+    block = calibrate_unfamiliar(version_dir, twin, args.trip_rate)
+    target = derive_version(version_dir, block)
+    print(json.dumps({"version_dir": str(target), "unfamiliar": block}, indent=2))
+    return 0
+
+
+def _add_unfamiliar(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "unfamiliar", help="add the calibrated `unfamiliar` threshold to an export, as the next version"
+    )
+    p.add_argument("--model-root", default=str(DEFAULT_MODEL_ROOT))
+    p.add_argument("--version-dir", default=None, help="default: the highest version under --model-root")
+    p.add_argument(
+        "--held-out-twin",
+        default=None,
+        metavar="VERSION_DIR",
+        help="for a full-train export: the version with the same recipes trained without the validation split",
+    )
+    p.add_argument("--trip-rate", type=float, default=0.01, help="share of clean validation images allowed to trip it")
+    p.set_defaults(func=cmd_unfamiliar)
+
+
 def _add_calibrate(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("calibrate", help="temperature, ECE and the review threshold for a run")
     p.add_argument("--run", required=True)
@@ -309,7 +336,17 @@ def _add_calibrate(subparsers: Subparsers) -> None:
 
 def register(subparsers: Subparsers) -> None:
     """Add the training subcommands to a parent CLI (the `garment-sorter` console script)."""
-    for add in (_add_explore, _add_train, _add_compare, _add_export, _add_bench_model, _add_model_card, _add_calibrate):
+    commands = (
+        _add_explore,
+        _add_train,
+        _add_compare,
+        _add_export,
+        _add_bench_model,
+        _add_model_card,
+        _add_calibrate,
+        _add_unfamiliar,
+    )
+    for add in commands:
         add(subparsers)
 
 

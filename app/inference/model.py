@@ -7,13 +7,21 @@ Two implementations: the exported SavedModel (``tensorflow_model``) and the cons
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 Images = npt.NDArray[np.uint8]  # (n, 28, 28), garment bright on black
 Probabilities = npt.NDArray[np.float32]  # (n, classes), rows sum to 1
+Flags = npt.NDArray[np.bool_]  # (n,)
+
+
+class Inference(NamedTuple):
+    """One model call's answer for a batch."""
+
+    probabilities: Probabilities
+    unfamiliar: Flags  # the input is unlike the training images (contract.unfamiliar)
 
 
 class ModelError(RuntimeError):
@@ -38,6 +46,10 @@ class Model(Protocol):
 
     def predict(self, images: Images) -> Probabilities:
         """uint8 (n, 28, 28) -> float32 (n, classes) calibrated probabilities; n <= max batch."""
+        ...
+
+    def infer(self, images: Images) -> Inference:
+        """The probabilities and, in the same model call, which inputs are unfamiliar."""
         ...
 
     def warmup(self) -> None: ...

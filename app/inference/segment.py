@@ -36,7 +36,8 @@ from app.reasons import Reason
 
 LIGHT = 253.0  # the dataset's photo background, #fdfdfd
 BORDER_FRACTION = 0.04  # of the short edge: the band the belt is sampled from
-MIN_DISTANCE = 14.0  # foreground threshold floor, in the opponent space's units (0-255 lightness)
+MIN_DISTANCE = 5.0  # foreground threshold floor, in the opponent space's units (0-255 lightness)
+HYSTERESIS_LOW = 0.5  # of the threshold: fainter pixels join where they touch foreground
 NOISE_FACTOR = 2.0  # threshold: this many times the border's 99th-percentile distance
 SPECK_FRACTION = 0.0005  # of the frame: smaller regions are noise
 GROUP_GAP_FRACTION = 0.04  # of the short edge: pieces closer than this are one object
@@ -44,9 +45,9 @@ MIN_GARMENT_FRACTION = 0.005  # of the frame: a smaller object is no garment
 SECOND_ITEM_RATIO = 0.25  # another object at least this large (vs the garment): multiple items
 LABEL_MIN_FRACTION = 0.002  # of the frame: a label is larger than this ...
 LABEL_MAX_FRACTION = 0.05  # ... smaller than this ...
-LABEL_MIN_FILL = 0.88  # ... and fills this much of its minimum-area rectangle
+LABEL_MIN_FILL = 0.93  # ... and fills this much of its minimum-area rectangle
 CUT_OFF_FRACTION = 0.02  # of an edge's length touched by the garment: cut off by the frame
-LOW_CONTRAST_RATIO = 1.6  # garment's median distance / threshold below this: low contrast
+LOW_CONTRAST_DISTANCE = 12.0  # the garment's median distance from the belt below this: low contrast
 MIN_TILT_DEG = 3.0  # smaller tilts are left alone (and are within what training saw)
 MAX_TILT_DEG = 35.0
 MIN_TILT_GAIN = 0.05  # the upright box must be this much smaller than the photo's box
@@ -89,15 +90,17 @@ def fit_background(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ys, xs = rows / max(1, height - 1) - 0.5, cols / max(1, width - 1) - 0.5
     design = _design(ys.astype(np.float32), xs.astype(np.float32))
     values = rgb[rows, cols]
-    inlier = np.ones(len(values), dtype=bool)
+    # Start from the median colour: whatever lies far from it (a garment running over the edge, a
+    # label) must not pull the first fit, or the surface bends to it and it is kept as belt.
+    residual = np.abs(values - np.median(values, axis=0)).max(axis=1)
+    inlier = residual <= max(3.0 * 1.4826 * float(np.median(residual)), MIN_DISTANCE)
     coef = np.zeros((6, 3), np.float32)
-    for _ in range(3):  # fit, drop what does not fit (labels, a garment at the edge), refit
+    for _ in range(3):  # fit, drop what does not fit, refit
         kept = design[inlier].astype(np.float64)
         # Normal equations of a 6-term fit: a 6x6 solve, far cheaper than a general least squares.
         coef = np.linalg.solve(kept.T @ kept + 1e-6 * np.eye(6), kept.T @ values[inlier]).astype(np.float32)
         residual = np.abs(values - design @ coef).max(axis=1)
-        spread = 1.4826 * float(np.median(residual[inlier])) + 1.0
-        keep = residual <= 3.0 * spread
+        keep = residual <= max(3.0 * 1.4826 * float(np.median(residual[inlier])), MIN_DISTANCE)
         if keep.sum() < 12 or (keep == inlier).all():
             break
         inlier = keep
@@ -217,14 +220,33 @@ def _is_label_piece(labels: np.ndarray, where: tuple[slice, ...] | None, index: 
     """A label or sticker: small, and nearly fills its minimum-area rectangle (a garment never does)."""
     if where is None or not LABEL_MIN_FRACTION * frame <= area < LABEL_MAX_FRACTION * frame:
         return False
-    points = np.argwhere(labels[where] == index).astype(np.float64)
+    # Its own shape: holes filled (a barcode's bars and the paper between them average out to the
+    # belt's grey at working resolution), one-pixel fringes gone (belt texture touching its edge).
+    piece = ndimage.binary_opening(_fill_holes(np.pad(labels[where] == index, 1)), structure=np.ones((3, 3), bool))
+    points = np.argwhere(piece).astype(np.float64)
+    if len(points) < 8:
+        return False
     rect_area, _, _ = _min_area_rect(points[:: len(points) // 2000 + 1])
-    return area >= LABEL_MIN_FILL * rect_area
+    return len(points) >= LABEL_MIN_FILL * rect_area
 
 
 def _touches_frame(mask: np.ndarray) -> bool:
     edges = (mask[0], mask[-1], mask[:, 0], mask[:, -1])
     return any(int(edge.sum()) >= max(2, CUT_OFF_FRACTION * len(edge)) for edge in edges)
+
+
+def _hysteresis(dist: np.ndarray, threshold: float) -> np.ndarray:
+    """Pixels above the threshold, and fainter ones (above half of it) connected to them: the dark
+    parts of a dark garment on a dark belt belong to it when they touch what clearly does."""
+    weak = dist > max(MIN_DISTANCE, HYSTERESIS_LOW * threshold)
+    regions, count = ndimage.label(weak, structure=np.ones((3, 3), bool))
+    if count == 0:
+        return weak
+    seeded = np.zeros(count + 1, bool)
+    seeded[regions[dist > threshold]] = True
+    seeded[0] = False
+    mask: np.ndarray = seeded[regions]
+    return mask
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -254,7 +276,7 @@ def segment(rgb_u8: np.ndarray) -> Segmentation:
     rows, cols = _border_samples(height, width)
     border = dist[rows, cols][inlier]
     threshold = max(MIN_DISTANCE, NOISE_FACTOR * float(np.quantile(border, 0.99)) if border.size else 0.0)
-    objects = _objects(dist > threshold)
+    objects = _objects(_hysteresis(dist, threshold))
     blank = np.full((height, width, 3), round(LIGHT), np.uint8)
     if not objects or objects[0].area < MIN_GARMENT_FRACTION * height * width:
         return Segmentation(blank, None, (Reason.NO_GARMENT,), 0.0)
@@ -265,7 +287,7 @@ def segment(rgb_u8: np.ndarray) -> Segmentation:
     if _touches_frame(garment.mask):
         reasons.append(Reason.CUT_OFF)
     mask = _fill_holes(garment.mask)
-    if float(np.median(dist[garment.mask])) < LOW_CONTRAST_RATIO * threshold:
+    if float(np.median(dist[garment.mask])) < LOW_CONTRAST_DISTANCE:
         reasons.append(Reason.LOW_CONTRAST)
     alpha = ndimage.gaussian_filter(mask.astype(np.float32), 0.7)[..., None]
     composite = np.clip(alpha * even + (1.0 - alpha) * LIGHT, 0.0, 255.0)

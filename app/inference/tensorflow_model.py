@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from app.inference.model import Images, ModelError, Probabilities, bucket_for, padded_sizes
+from app.inference.model import Images, Inference, ModelError, Probabilities, bucket_for, padded_sizes
 from app.inference.precision import choose_precision
 from contract.classes import IMAGE_SHAPE
 from contract.metadata import ModelMetadata, read_metadata
 from contract.signature import INPUT_DTYPE, INPUT_NAME, INPUT_SHAPE, LOGITS_NAME, OUTPUT_DTYPE, OUTPUT_NAME, cpu_flags
+from contract.unfamiliar import energy
 from contract.versions import latest
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,16 @@ class TensorFlowModel:
         """Accuracy of the signature being served, as the export measured it (else the run's)."""
         return self.metadata.accuracy_for(self.precision)
 
+    @property
+    def unfamiliar_threshold(self) -> float | None:
+        """The energy at or over which an input is unfamiliar; None: the export has no threshold."""
+        block = self.metadata.unfamiliar
+        return None if block is None else block.threshold
+
     def predict(self, images: Images) -> Probabilities:
+        return self.infer(images).probabilities
+
+    def infer(self, images: Images) -> Inference:
         import tensorflow as tf
 
         n = images.shape[0]
@@ -79,7 +89,10 @@ class TensorFlowModel:
             buffer[n:] = 0
             outputs = self._signature(**{INPUT_NAME: tf.constant(buffer)})
             probabilities: Probabilities = outputs[OUTPUT_NAME].numpy()[:n]
-            return probabilities
+            threshold = self.unfamiliar_threshold
+            if threshold is None or LOGITS_NAME not in outputs:
+                return Inference(probabilities, np.zeros(n, bool))
+            return Inference(probabilities, energy(outputs[LOGITS_NAME].numpy()[:n]) >= threshold)
 
     def warmup(self) -> None:
         """Run every padded size once (graph, kernels and buffers ready) and sanity-check outputs."""

@@ -12,6 +12,7 @@ from app.inference.model import Images, Model
 from app.inference.preprocess import ModelInput
 from app.metrics import Metrics
 from app.policy import Policy
+from app.reasons import Reason
 
 
 class Row(NamedTuple):
@@ -22,19 +23,26 @@ class Row(NamedTuple):
     class_order: list[int]  # class ids, most probable first
     season_index: int
     season_mass: float
+    unfamiliar: bool
 
 
 def infer_rows(model: Model, policy: Policy, images: Images) -> list[Row]:
     """The batch function: one model call, then the season masses, all vectorised over the batch."""
-    probabilities = np.asarray(model.predict(images), dtype=np.float64)
+    inference = model.infer(images)
+    probabilities = np.asarray(inference.probabilities, dtype=np.float64)
     order = np.argsort(-probabilities, axis=1, kind="stable")
     masses = policy.season_masses(probabilities)
     season = masses.argmax(axis=1)
     season_mass = masses[np.arange(len(masses)), season]
     return [
-        Row(p, o, s, m)
-        for p, o, s, m in zip(
-            probabilities.tolist(), order.tolist(), season.tolist(), season_mass.tolist(), strict=True
+        Row(p, o, s, m, u)
+        for p, o, s, m, u in zip(
+            probabilities.tolist(),
+            order.tolist(),
+            season.tolist(),
+            season_mass.tolist(),
+            inference.unfamiliar.tolist(),
+            strict=True,
         )
     ]
 
@@ -55,7 +63,8 @@ def build_answer(
     row: Row = outcome.row
     names = model.class_names
     class_id = row.class_order[0]
-    decision = policy.decide_index(row.season_index, row.season_mass, on, seen.reasons)
+    reasons = (*seen.reasons, Reason.UNFAMILIAR) if row.unfamiliar else seen.reasons
+    decision = policy.decide_index(row.season_index, row.season_mass, on, reasons)
     metrics.predicted(names[class_id], decision.bin)
     probabilities = row.probabilities
     return {

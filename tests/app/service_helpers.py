@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from app.inference.model import Inference
 from app.inference.tensorflow_model import TensorFlowModel
 from bench.photos import png_bytes
 
@@ -48,14 +49,14 @@ class ControlledModel:
         if self.warmup_error is not None:
             raise self.warmup_error
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def infer(self, images: np.ndarray) -> Inference:
         self.calls.append(len(images))
         self.started.set()
         assert self.gate.wait(READY_TIMEOUT_S), "the test never opened the gate"
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
-        return self.inner.predict(images)
+        return self.inner.infer(images)
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -42,7 +42,7 @@ def test_classify_photos_locally(tmp_path, model_dir, tf_model, test_set):
     expected = tf_model.class_names[int(tf_model.predict(images[:1])[0].argmax())]
     assert records[0]["label"] == expected
     for record in records:
-        assert set(record) == {"file", "label", "confidence", "season", "bin", "zone", "needs_review"}
+        assert set(record) == {"file", "label", "confidence", "season", "bin", "zone", "needs_review", "review_reasons"}
         assert 0 < record["confidence"] <= 1
     plain = cli("classify", files[0], env={"SORTER_MODEL_DIR": str(model_dir)})
     assert plain.returncode == 0

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from bench.photos import load_test_set
-from bench.scanner import CONDITIONS, EMPTY, FRAME, garment, outside, render, stratified
+from bench.scanner import CONDITIONS, DUST, EMPTY, FRAME, LIGHT, garment, outside, render, stratified, unmix_edge
 
 
 @pytest.mark.parametrize("condition", sorted(CONDITIONS))
@@ -35,7 +35,23 @@ def test_the_silhouette_keeps_enclosed_holes_and_drops_the_outside():
 def test_the_garment_is_the_dataset_image_negated_on_the_light_background():
     images, _ = load_test_set()
     item = garment(images[0], 28)
-    np.testing.assert_allclose(item.lightness, 253.0 * (1.0 - images[0] / 255.0), atol=1e-3)
+    on_light = item.alpha * item.lightness + (1.0 - item.alpha) * LIGHT
+    # The dataset pixel, up to the 8-bit steps the coverage and alpha are stored in; the faint
+    # dust around the garment is the background it was.
+    expected = np.where(outside(images[0] <= DUST), LIGHT, LIGHT * (1.0 - images[0] / 255.0))
+    np.testing.assert_allclose(on_light, expected, atol=2.5)
+
+
+def test_an_even_garment_has_no_light_rim_on_a_dark_belt():
+    # A garment of one shade whose outline pixels are half covered (the dataset's anti-aliasing
+    # against its white background): on a dark belt its edge must not turn light.
+    flat = np.zeros((28, 28), np.uint8)
+    flat[6:22, 6:22] = 200
+    flat[5, 6:22] = flat[22, 6:22] = flat[6:22, 5] = flat[6:22, 22] = 100
+    coverage, alpha = unmix_edge(flat)
+    assert np.allclose(coverage[5, 6:22], 200 / 255) and np.allclose(alpha[5, 6:22], 0.5)
+    assert np.allclose(coverage[10, 10], 200 / 255) and alpha[10, 10] == 1.0
+    assert alpha[0, 0] == 0.0
 
 
 def test_an_empty_belt_holds_no_garment_whatever_the_image():

@@ -17,6 +17,7 @@ from service_helpers import encode, png, wait_until
 from app.api.schemas import BatchResponse, ClassifyResponse, ModelInfo, PolicyInfo
 from app.config import DEFAULT_POLICY_FILE
 from app.policy import load_policy
+from app.reasons import Reason
 
 RESULT_FIELDS = {
     "class_id",
@@ -27,6 +28,8 @@ RESULT_FIELDS = {
     "bin",
     "zone",
     "needs_review",
+    "review_reasons",
+    "box",
     "model",
     "item_id",
     "timings_ms",
@@ -60,10 +63,17 @@ def policy(tf_model):
     return load_policy(DEFAULT_POLICY_FILE, tf_model.class_names, metadata_review_threshold=tf_model.review_threshold)
 
 
+def dataset_box(image: np.ndarray) -> dict:
+    """A dataset image's garment: the box of its non-black pixels."""
+    rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+    return {"left": int(cols[0]), "top": int(rows[0]), "right": int(cols[-1]) + 1, "bottom": int(rows[-1]) + 1}
+
+
 def expected_result(tf_model, policy, image: np.ndarray, on: dt.date, top_k: int = 3) -> dict:
-    probabilities = tf_model.predict(image[None])[0].astype(np.float64)
+    inference = tf_model.infer(image[None])
+    probabilities = inference.probabilities[0].astype(np.float64)
     class_id = int(np.argmax(probabilities))
-    decision = policy.decide(probabilities, on)
+    decision = policy.decide(probabilities, on, (Reason.UNFAMILIAR,) if inference.unfamiliar[0] else ())
     order = np.argsort(-probabilities, kind="stable")[:top_k]
     return {
         "class_id": class_id,
@@ -81,6 +91,8 @@ def expected_result(tf_model, policy, image: np.ndarray, on: dt.date, top_k: int
         "bin": decision.bin,
         "zone": decision.zone,
         "needs_review": decision.needs_review,
+        "review_reasons": [str(reason) for reason in decision.reasons],
+        "box": dataset_box(image),
         "model": {"name": tf_model.name, "version": tf_model.version},
     }
 

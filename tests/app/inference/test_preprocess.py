@@ -27,7 +27,7 @@ def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
 
 
 def run(data: bytes, resize: str = "antialias") -> np.ndarray:
-    out = preprocess.preprocess(data, MAX_PIXELS, resize)
+    out = preprocess.preprocess(data, MAX_PIXELS, resize).pixels
     assert out.shape == (28, 28) and out.dtype == np.uint8
     return out
 
@@ -73,12 +73,17 @@ def test_light_background_28x28_is_negated_not_passed_through(test_set):
     assert out[0, 0] == 0 and abs(float(out.mean()) - float(image.mean())) < 25
 
 
+def recipe(canvas: np.ndarray) -> np.ndarray:
+    """The dataset's own recipe alone (what runs after segmentation)."""
+    return preprocess.photo_to_28(Image.fromarray(canvas))
+
+
 def test_trim_resize_and_centre_exactly():
     # A black 60x30 block on white at an off-centre position -> a 28x14 block, centred with the
     # dataset's convention (odd margins put the extra pixel on top), negated to white on black.
     canvas = np.full((100, 200, 3), 255, np.uint8)
     canvas[10:40, 20:80] = 0
-    out = run(encode(Image.fromarray(canvas), "PNG"))
+    out = recipe(canvas)
     expected = np.zeros((28, 28), np.uint8)
     expected[7:21, 0:28] = 255
     assert np.array_equal(out, expected)
@@ -87,7 +92,7 @@ def test_trim_resize_and_centre_exactly():
 def test_odd_margin_goes_left_like_the_dataset():
     canvas = np.full((140, 140, 3), 255, np.uint8)
     canvas[0:140, 30:95] = 0  # 140 x 65 -> 28 x 13: 15 columns of margin, 8 left and 7 right
-    out = run(encode(Image.fromarray(canvas), "PNG"))
+    out = recipe(canvas)
     columns = np.flatnonzero(out.max(axis=0) > 128)
     assert (columns[0], 27 - columns[-1]) == (8, 7)
 
@@ -96,10 +101,10 @@ def test_trim_uses_the_five_percent_rgb_distance():
     canvas = np.full((90, 90, 3), 253, np.uint8)  # the dataset's #fdfdfd
     canvas[:, 0:10] = 253 - 12  # 12 * sqrt(3) = 20.8 < 22.1: background, trimmed away
     canvas[40:50, 40:50] = 0
-    out = run(encode(Image.fromarray(canvas), "PNG"))
+    out = recipe(canvas)
     assert np.array_equal(out, np.full((28, 28), 255, np.uint8))  # only the 10x10 block is left
     canvas[:, 0:10] = 253 - 14  # 14 * sqrt(3) = 24.2 > 22.1: content, kept
-    out = run(encode(Image.fromarray(canvas), "PNG"))
+    out = recipe(canvas)
     assert out[14, 0] > 0 and out[14, 27] == 255
 
 
