@@ -25,6 +25,7 @@ is bounded whatever the camera's resolution.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,54 +76,67 @@ def _design(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return np.stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], axis=1)
 
 
-def _border_samples(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=64)  # a scanner sends one or two sizes: computed once per size
+def _border_samples(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The border band's sample positions (rows, cols) and their design matrix."""
     band = max(2, round(BORDER_FRACTION * min(height, width)))
     step = max(1, band // 3)  # a few rows of the band are enough, and cheap
     rows, cols = np.mgrid[0:height:step, 0:width:step]
     keep = (rows < band) | (rows >= height - band) | (cols < band) | (cols >= width - band)
-    return rows[keep], cols[keep]
-
-
-def fit_background(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(h, w, 3) float32 -> the belt surface (h, w, 3) and which border samples fitted it."""
-    height, width, _ = rgb.shape
-    rows, cols = _border_samples(height, width)
+    rows, cols = rows[keep], cols[keep]
     ys, xs = rows / max(1, height - 1) - 0.5, cols / max(1, width - 1) - 0.5
-    design = _design(ys.astype(np.float32), xs.astype(np.float32))
+    for array in (rows, cols):
+        array.flags.writeable = False  # shared by every call: nobody may change them
+    design = _design(ys.astype(np.float64), xs.astype(np.float64))
+    design.flags.writeable = False
+    return rows, cols, design
+
+
+@dataclass(frozen=True)
+class Belt:
+    """The fitted background: the light on it and its colour under the brightest light."""
+
+    light: np.ndarray  # float32 (h, w): the belt's lightness as lit, a smooth surface
+    colour: np.ndarray  # (3,) RGB where the light peaks: the whole belt's colour once evened
+    inlier: np.ndarray  # bool, per border sample: fitted the surface (else: a label, a garment)
+
+
+def fit_background(rgb: np.ndarray) -> Belt:
+    """(h, w, 3) float32 -> the belt, fitted per channel along the border."""
+    height, width, _ = rgb.shape
+    rows, cols, design = _border_samples(height, width)
     values = rgb[rows, cols]
     # Start from the median colour: whatever lies far from it (a garment running over the edge, a
     # label) must not pull the first fit, or the surface bends to it and it is kept as belt.
     residual = np.abs(values - np.median(values, axis=0)).max(axis=1)
     inlier = residual <= max(3.0 * 1.4826 * float(np.median(residual)), MIN_DISTANCE)
-    coef = np.zeros((6, 3), np.float32)
+    coef = np.zeros((6, 3))
     for _ in range(3):  # fit, drop what does not fit, refit
-        kept = design[inlier].astype(np.float64)
+        kept = design[inlier]
         # Normal equations of a 6-term fit: a 6x6 solve, far cheaper than a general least squares.
-        coef = np.linalg.solve(kept.T @ kept + 1e-6 * np.eye(6), kept.T @ values[inlier]).astype(np.float32)
-        residual = np.abs(values - design @ coef).max(axis=1)
+        coef = np.linalg.solve(kept.T @ kept + 1e-6 * np.eye(6), kept.T @ values[inlier])
+        residual = np.abs(values - (design @ coef)).max(axis=1)
         keep = residual <= max(3.0 * 1.4826 * float(np.median(residual[inlier])), MIN_DISTANCE)
         if keep.sum() < 12 or (keep == inlier).all():
             break
         inlier = keep
-    gy = (np.arange(height, dtype=np.float32) / max(1, height - 1) - 0.5)[:, None, None]
-    gx = (np.arange(width, dtype=np.float32) / max(1, width - 1) - 0.5)[None, :, None]
-    # c0 + c1 x + c2 y + c3 x^2 + c4 xy + c5 y^2 = (c0 + c2 y + c5 y^2) + (c1 + c4 y) x + c3 x^2:
-    # three full-size operations instead of six.
-    by_row = coef[0] + gy * coef[2] + gy * gy * coef[5]
-    slope = coef[1] + gy * coef[4]
-    surface = by_row + slope * gx + (gx * gx) * coef[3]
-    return np.maximum(surface, 1.0), inlier
+    # Only the lightness is needed over the whole image: one channel, not three.
+    c = (coef @ _OPPONENT[0].astype(np.float64)).astype(np.float32)
+    gy = (np.arange(height, dtype=np.float32) / max(1, height - 1) - 0.5)[:, None]
+    gx = (np.arange(width, dtype=np.float32) / max(1, width - 1) - 0.5)[None, :]
+    # c0 + c1 x + c2 y + c3 x^2 + c4 xy + c5 y^2 = (c0 + c2 y + c5 y^2) + (c1 + c4 y) x + c3 x^2
+    light = np.maximum((c[0] + gy * c[2] + gy * gy * c[5]) + (c[1] + gy * c[4]) * gx + (gx * gx) * c[3], 1.0)
+    peak_row, peak_col = np.unravel_index(int(np.argmax(light)), light.shape)
+    y, x = peak_row / max(1, height - 1) - 0.5, peak_col / max(1, width - 1) - 0.5
+    colour = np.array([1.0, x, y, x * x, x * y, y * y]) @ coef
+    return Belt(light, colour.astype(np.float32), inlier)
 
 
-def flat_field(rgb: np.ndarray, surface: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Even the light: divide by the surface's lightness, scaled to its brightest point.
-
-    Returns the corrected photo and the belt's colour under that even light."""
-    light = surface @ _OPPONENT[0]
-    peak = float(light.max())
-    gain = (peak / light)[..., None]
-    belt = (surface * gain).reshape(-1, 3).mean(axis=0)
-    return rgb * gain, belt
+def flat_field(rgb: np.ndarray, belt: Belt) -> np.ndarray:
+    """Even the light: divide by the belt's lightness, scaled to its brightest point."""
+    gain = (float(belt.light.max()) / belt.light)[..., None]
+    even: np.ndarray = rgb * gain
+    return even
 
 
 def distance(rgb: np.ndarray, belt: np.ndarray) -> np.ndarray:
@@ -137,9 +151,6 @@ def distance(rgb: np.ndarray, belt: np.ndarray) -> np.ndarray:
 class _Object:
     mask: np.ndarray  # bool (h, w)
     area: int
-    fill: float  # area / minimum-area rectangle area
-    tilt_deg: float
-    tilt_gain: float
 
 
 def _min_area_rect(points: np.ndarray) -> tuple[float, float, float]:
@@ -207,11 +218,7 @@ def _objects(foreground: np.ndarray) -> list[_Object]:
     for members in groups.values():
         mask = np.isin(labels, members)
         area = int(sizes[members].sum())
-        points = np.argwhere(mask)
-        if len(points) > 4000:  # the hull only needs the outline's extremes; a sample keeps them
-            points = points[:: len(points) // 4000 + 1]
-        rect_area, tilt, gain = _min_area_rect(points.astype(np.float64))
-        objects.append(_Object(mask, area, min(1.0, area / max(rect_area, 1.0)), tilt, gain))
+        objects.append(_Object(mask, area))
     objects.sort(key=lambda o: o.area, reverse=True)
     return objects
 
@@ -228,6 +235,15 @@ def _is_label_piece(labels: np.ndarray, where: tuple[slice, ...] | None, index: 
         return False
     rect_area, _, _ = _min_area_rect(points[:: len(points) // 2000 + 1])
     return len(points) >= LABEL_MIN_FILL * rect_area
+
+
+def _tilt(mask: np.ndarray) -> float:
+    """The garment's tilt to undo, in degrees (0: leave it as it lies)."""
+    points = np.argwhere(mask)
+    if len(points) > 4000:  # the hull only needs the outline's extremes; a sample keeps them
+        points = points[:: len(points) // 4000 + 1]
+    _, tilt, gain = _min_area_rect(points.astype(np.float64))
+    return tilt if gain >= MIN_TILT_GAIN and abs(tilt) >= MIN_TILT_DEG else 0.0
 
 
 def _touches_frame(mask: np.ndarray) -> bool:
@@ -270,11 +286,11 @@ def segment(rgb_u8: np.ndarray) -> Segmentation:
     """(h, w, 3) uint8 work image -> the garment composited upright on the light background."""
     rgb = rgb_u8.astype(np.float32)
     height, width, _ = rgb.shape
-    surface, inlier = fit_background(rgb)
-    even, belt = flat_field(rgb, surface)
-    dist = distance(even, belt)
-    rows, cols = _border_samples(height, width)
-    border = dist[rows, cols][inlier]
+    belt = fit_background(rgb)
+    even = flat_field(rgb, belt)
+    dist = distance(even, belt.colour)
+    rows, cols, _ = _border_samples(height, width)
+    border = dist[rows, cols][belt.inlier]
     threshold = max(MIN_DISTANCE, NOISE_FACTOR * float(np.quantile(border, 0.99)) if border.size else 0.0)
     objects = _objects(_hysteresis(dist, threshold))
     blank = np.full((height, width, 3), round(LIGHT), np.uint8)
@@ -292,7 +308,7 @@ def segment(rgb_u8: np.ndarray) -> Segmentation:
     alpha = ndimage.gaussian_filter(mask.astype(np.float32), 0.7)[..., None]
     composite = np.clip(alpha * even + (1.0 - alpha) * LIGHT, 0.0, 255.0)
     image = np.rint(composite).astype(np.uint8)
-    tilt = garment.tilt_deg if garment.tilt_gain >= MIN_TILT_GAIN and abs(garment.tilt_deg) >= MIN_TILT_DEG else 0.0
+    tilt = _tilt(mask)
     if tilt:
         fill = (round(LIGHT),) * 3
         rotated = Image.fromarray(image, "RGB").rotate(-tilt, Image.Resampling.BILINEAR, expand=True, fillcolor=fill)
