@@ -244,6 +244,8 @@ def to_model_input(decoded: Decoded, resize: Resize = "antialias") -> ModelInput
     if min(work.size) < MIN_SEGMENT_EDGE:
         return ModelInput(photo_to_28(work, resize), (0, 0, *decoded.photo_size), ())
     found = segment(np.asarray(work.convert("RGB")))
+    if found.box is None:  # nothing on the belt: the model sees the dataset's empty background
+        return ModelInput(np.zeros((SIZE, SIZE), np.uint8), None, found.reasons)
     pixels = photo_to_28(Image.fromarray(found.composite, "RGB"), resize)
     return ModelInput(pixels, _to_photo(found.box, work.size, decoded.photo_size), found.reasons)
 

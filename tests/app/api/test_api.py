@@ -18,6 +18,7 @@ from app.api.schemas import BatchResponse, ClassifyResponse, ModelInfo, PolicyIn
 from app.config import DEFAULT_POLICY_FILE
 from app.policy import load_policy
 from app.reasons import Reason
+from bench.scanner import render
 
 RESULT_FIELDS = {
     "class_id",
@@ -616,3 +617,32 @@ def test_metrics_count_requests_rejections_predictions_and_batches(make_client, 
     # No label takes per-item values: every label value comes from a small fixed set.
     label_values = {v for (_, labels_), _ in got.items() for _, v in labels_}
     assert not any(v.endswith(".png") or v.startswith("SKU") for v in label_values)
+
+
+# --- scanner photos: review with reasons, never an error for what a photo shows ---------------------
+def test_an_empty_belt_goes_to_review_as_no_garment(client):
+    photo = encode(Image.new("RGB", (1600, 1200), (40, 42, 45)), "JPEG", quality=85)
+    response = client.post("/classify", content=photo, headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    ClassifyResponse.model_validate(body)
+    assert body["needs_review"] is True and body["bin"] == "REVIEW"
+    assert body["review_reasons"][0] == "no_garment" and body["box"] is None
+
+
+def test_a_garment_on_a_dark_belt_is_found_and_boxed(client, test_set):
+    images, labels = test_set
+    index = int(np.flatnonzero(labels == 1)[0])  # trousers: all-season, a clear silhouette
+    photo = render("dark belt", images[index], seed=3)
+    body = client.post("/classify", content=photo, headers={"Content-Type": "image/jpeg"}).json()
+    assert body["label"] == "Trouser" and body["review_reasons"] == [] and body["bin"] != "REVIEW"
+    box = body["box"]
+    # Centred in the 1280x960 frame at 55-75 % of its height.
+    assert 0 < box["left"] < 640 < box["right"] < 1280 and 0 < box["top"] < 480 < box["bottom"] < 960
+    assert 0.5 * 960 <= box["bottom"] - box["top"] <= 0.8 * 960
+
+
+def test_review_reasons_are_stable_codes_in_the_schema(client):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    reasons = schema["Reason"]["enum"]
+    assert reasons == ["no_garment", "multiple_items", "cut_off", "low_contrast", "low_confidence", "unfamiliar"]

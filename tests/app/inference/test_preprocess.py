@@ -15,6 +15,7 @@ from PIL import Image
 
 from app.errors import ApiError
 from app.inference import preprocess
+from app.reasons import Reason
 from bench.photos import png_bytes, render_catalog_photo, render_photos
 
 MAX_PIXELS = 40_000_000
@@ -179,9 +180,50 @@ def test_float_images_with_non_finite_pixels_are_refused(test_set, bad):
 def test_camera_size_photo_is_reduced_first(photo):
     _, image = photo
     small = run(encode(image, "JPEG", quality=95))
-    big = image.resize((image.width * 10, image.height * 10), Image.Resampling.BICUBIC)  # > 2 * 1024 px
+    big = image.resize((image.width * 10, image.height * 10), Image.Resampling.BICUBIC)
     out = run(encode(big, "JPEG", quality=90))
     assert np.abs(out.astype(int) - small.astype(int)).mean() < 8
+
+
+def _camera_photo(size: tuple[int, int], garment: tuple[int, int, int, int]) -> Image.Image:
+    photo = np.full((size[1], size[0], 3), 60, np.uint8)  # a dark belt
+    left, top, right, bottom = garment
+    photo[top:bottom, left:right] = (200, 170, 60)
+    return Image.fromarray(photo)
+
+
+@pytest.mark.parametrize("size", [(1600, 1200), (4000, 3000)])
+def test_a_camera_jpeg_is_decoded_at_working_size_never_at_camera_size(size, monkeypatch):
+    garment = (size[0] // 4, size[1] // 5, size[0] // 2, 3 * size[1] // 4)
+    data = encode(_camera_photo(size, garment), "JPEG", quality=90)
+    decoded = preprocess.decode(preprocess.open_image(data, MAX_PIXELS))
+    # DCT-scaled while decoding: at most 1/4 of the camera's edge, at least the working size.
+    assert preprocess.WORK_MIN_EDGE <= max(decoded.image.size) <= max(size) // 4
+    assert decoded.photo_size == size
+    seen = preprocess.finish(preprocess.open_image(data, MAX_PIXELS))
+    assert seen.reasons == ()
+    # The box is in the photo's own pixels, to within one working pixel.
+    tolerance = max(size) / max(preprocess.work_image(decoded.image).size)
+    assert seen.box is not None
+    assert np.abs(np.array(seen.box) - np.array(garment)).max() <= tolerance
+
+
+def test_the_box_is_in_the_upright_photo_pixels_when_exif_rotates_it():
+    garment = (400, 240, 800, 900)  # in the upright 1200x1600 photo
+    upright = _camera_photo((1200, 1600), garment)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned, "rotate 90 CW to display"
+    data = encode(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=90, exif=exif.tobytes())
+    seen = preprocess.preprocess(data, MAX_PIXELS)
+    assert seen.box is not None
+    assert np.abs(np.array(seen.box) - np.array(garment)).max() <= 1600 / 200
+
+
+def test_an_empty_belt_is_answered_with_no_garment_not_refused():
+    data = encode(Image.new("RGB", (1600, 1200), (45, 45, 50)), "JPEG", quality=85)
+    seen = preprocess.preprocess(data, MAX_PIXELS)
+    assert seen.reasons == (Reason.NO_GARMENT,) and seen.box is None
+    assert not seen.pixels.any()  # nothing for the model to see
 
 
 def _png_with_declared_size(width: int, height: int) -> bytes:
