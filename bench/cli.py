@@ -16,12 +16,17 @@ from typing import Any
 from bench.scanner import bench_scanner
 from bench.scenarios import bench_batch, bench_http, bench_preprocess
 from bench.server import REPO
-from bench.suite import run_soak, run_suite
+from bench.suite import run_camera, run_soak, run_suite
 
 Part = Callable[[argparse.Namespace], Any]
 PARTS: dict[str, Part] = {"http": bench_http, "batch": bench_batch, "preprocess": bench_preprocess}
 # Run only when named: they take many minutes, and `suite` writes docs/benchmarks.md (make bench).
-ON_REQUEST: dict[str, Part] = {"suite": run_suite, "soak": run_soak, "scanner": bench_scanner}
+ON_REQUEST: dict[str, Part] = {
+    "suite": run_suite,
+    "soak": run_soak,
+    "scanner": bench_scanner,
+    "camera": run_camera,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="PART",
         help="http, batch and/or preprocess (default: those three); or suite (docs/benchmarks.md), soak,"
-        " or scanner (docs/scanner.md)",
+        " camera (camera-size photos, into docs/benchmarks.md) or scanner (docs/scanner.md)",
     )
     p.add_argument("--duration-s", type=float, default=10.0, help="per measurement")
     p.add_argument("--warmup-s", type=float, default=3.0)

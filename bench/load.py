@@ -13,9 +13,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.server import Server, process_cpu_s
 
 BOUNDARY = "garmentsorterbenchboundary"
 
@@ -38,6 +40,21 @@ def multipart_body(
 
 
 # --- wrk ----------------------------------------------------------------------------------------
+def whole_s(seconds: float) -> int:
+    return max(1, round(seconds))  # wrk takes whole seconds
+
+
+def measure(server: Server, body: bytes, content_type: str, concurrency: int, duration_s: float) -> dict[str, Any]:
+    """One wrk run at POST /classify, with the server's CPU per request."""
+    cpu_before = process_cpu_s(server.process.pid)
+    result = wrk(server.url + "/classify", body, content_type, concurrency, whole_s(duration_s))
+    cpu_after = process_cpu_s(server.process.pid)
+    row = asdict(result)
+    if cpu_before is not None and cpu_after is not None and result.requests:
+        row["server_cpu_ms_per_request"] = 1000 * (cpu_after - cpu_before) / result.requests
+    return row
+
+
 @dataclass
 class LoadResult:
     concurrency: int

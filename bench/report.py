@@ -125,6 +125,7 @@ def report(results: dict[str, Any], image_dir: str) -> str:
         _concurrency_section(results, image_dir),
         _batch_section(results, image_dir),
         _max_wait_section(results, image_dir),
+        _camera_section(results),
         _soak_section(results, image_dir),
         _reproduce_section(image_dir),
     ]
@@ -253,6 +254,54 @@ def _max_wait_section(results: dict[str, Any], image_dir: str) -> list[str]:
         ],
         "",
     ]
+
+
+def _camera_section(results: dict[str, Any]) -> list[str]:
+    camera = results.get("camera")
+    if not camera:
+        return ["## Camera-size photos", "", "Not measured in this report (`python -m bench camera`).", ""]
+    sizes = {name: figures for name, figures in camera.items() if isinstance(figures, dict)}
+    lines = [
+        "## Camera-size photos",
+        "",
+        (
+            f"Measured {camera['date']} (`python -m bench camera`; bench/camera.py). Scanner photos of test"
+            " garments on every kind of belt, brought to camera size with sensor noise and saved as"
+            " quality-90 JPEGs. Per stage: CPU milliseconds in one thread, the median over 20 photos."
+            " Over HTTP: one JPEG per POST /classify (multipart), wrk, the photo of median cost."
+        ),
+        "",
+        _row(["photo", "JPEG", "decode", "segmentation", "recipe", "inference (batch 1)", "total"]),
+        _row(["---", "---:", "---:", "---:", "---:", "---:", "---:"]),
+    ]
+    for name, figures in sizes.items():
+        ms = figures["ms"]
+        width, height = figures["size"]
+        lines.append(
+            _row(
+                [
+                    f"{name} ({width}x{height})",
+                    f"{figures['jpeg_kb']:.0f} KB",
+                    *(f"{ms[stage]:.2f} ms" for stage in ("decode", "segmentation", "recipe", "inference", "total")),
+                ]
+            )
+        )
+    lines += ["", _row(["photo", "concurrency", "photos/s", "p50", "p99", "errors"]), _row(["---", *["---:"] * 5])]
+    for name, figures in sizes.items():
+        for row in figures["http"]:
+            lines.append(
+                _row(
+                    [
+                        name,
+                        row["concurrency"],
+                        f"{row['requests_per_s']:.0f}",
+                        f"{row['p50_ms']:.2f} ms",
+                        f"{row['p99_ms']:.2f} ms",
+                        row["errors"],
+                    ]
+                )
+            )
+    return [*lines, ""]
 
 
 def _soak_section(results: dict[str, Any], image_dir: str) -> list[str]:

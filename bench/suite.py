@@ -5,6 +5,7 @@
 - the raw model's images/s by batch size (`python -m training bench-model`, its own process);
 - a max_wait_ms sweep;
 - POST /classify/batch throughput by request size;
+- camera-size photos (2 MP and 12 MP JPEGs): CPU per stage, photos/s and p50/p99 (bench.camera);
 - the soak: 10 minutes at half the measured capacity, open loop, with catalog photos: RSS growth
   and p99 per minute;
 - the machine it ran on.
@@ -26,13 +27,13 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.load import OpenLoopResult, closed_loop, http_request, multipart_body, open_loop, wrk
+from bench.camera import bench_camera
+from bench.load import OpenLoopResult, closed_loop, http_request, measure, multipart_body, open_loop, whole_s, wrk
 from bench.photos import load_test_set, png_bytes, render_photos
 from bench.plan import (
     BATCH_FILES,
@@ -46,7 +47,7 @@ from bench.plan import (
 )
 from bench.report import headlines, plot, report
 from bench.scenarios import BUILDS
-from bench.server import REPO, Server, process_cpu_s, rss_bytes, running_server
+from bench.server import REPO, rss_bytes, running_server
 
 
 # --- the machine --------------------------------------------------------------------------------
@@ -99,26 +100,12 @@ def single_image_body() -> tuple[bytes, str]:
     return multipart_body([("file", "item.png", png_bytes(images[0]))])
 
 
-def _wrk_s(seconds: float) -> int:
-    return max(1, round(seconds))  # wrk takes whole seconds
-
-
-def measure(server: Server, body: bytes, content_type: str, concurrency: int, duration_s: float) -> dict[str, Any]:
-    cpu_before = process_cpu_s(server.process.pid)
-    result = wrk(server.url + "/classify", body, content_type, concurrency, _wrk_s(duration_s))
-    cpu_after = process_cpu_s(server.process.pid)
-    row = asdict(result)
-    if cpu_before is not None and cpu_after is not None and result.requests:
-        row["server_cpu_ms_per_request"] = 1000 * (cpu_after - cpu_before) / result.requests
-    return row
-
-
 def concurrency_sweep(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     body, content_type = single_image_body()
     table: dict[str, list[dict[str, Any]]] = {}
     for build, env in BUILDS.items():
         with running_server(env) as server:
-            wrk(server.url + "/classify", body, content_type, max(CONCURRENCY), _wrk_s(args.warmup_s))
+            wrk(server.url + "/classify", body, content_type, max(CONCURRENCY), whole_s(args.warmup_s))
             table[build] = []
             for concurrency in CONCURRENCY:
                 row = measure(server, body, content_type, concurrency, args.duration_s)
@@ -179,7 +166,7 @@ def max_wait_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for wait_ms in MAX_WAIT_MS:
         with running_server({"SORTER_MAX_WAIT_MS": str(wait_ms)}) as server:
-            wrk(server.url + "/classify", body, content_type, max(MAX_WAIT_CONCURRENCY), _wrk_s(args.warmup_s))
+            wrk(server.url + "/classify", body, content_type, max(MAX_WAIT_CONCURRENCY), whole_s(args.warmup_s))
             for concurrency in MAX_WAIT_CONCURRENCY:
                 row = {"max_wait_ms": wait_ms, **measure(server, body, content_type, concurrency, args.duration_s)}
                 rows.append(row)
@@ -326,18 +313,38 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     results["max_wait"] = max_wait_sweep(args)
     print("== /classify/batch by request size ==", flush=True)
     results["batch_endpoint"] = batch_endpoint(args)
+    print("== camera-size photos ==", flush=True)
+    results["camera"] = _dated(bench_camera(args))
     if args.soak_s > 0:
         print("== soak ==", flush=True)
         results["soak"] = soak(args)
     results["elapsed_min"] = (time.perf_counter() - started) / 60
-    out = Path(args.report)
+    _write(results, Path(args.report))
+    for line in headlines(results):
+        print(line)
+    return results
+
+
+def _dated(part: dict[str, Any]) -> dict[str, Any]:
+    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), **part}
+
+
+def _write(results: dict[str, Any], out: Path) -> None:
     image_dir = out.parent / "bench"
     plot(results, image_dir)
     (image_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     out.write_text(report(results, image_dir.relative_to(out.parent).as_posix()))
     print(f"wrote {out} and {image_dir}/", flush=True)
-    for line in headlines(results):
-        print(line)
+
+
+def run_camera(args: argparse.Namespace) -> dict[str, Any]:
+    """`python -m bench camera`: measure camera-size photos alone and put the figures into the
+    published report beside the suite's last results (docs/bench/results.json)."""
+    out = Path(args.report)
+    saved = out.parent / "bench" / "results.json"
+    results: dict[str, Any] = json.loads(saved.read_text())
+    results["camera"] = _dated(bench_camera(args))
+    _write(results, out)
     return results
 
 
