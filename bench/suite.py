@@ -343,6 +343,7 @@ def run_camera(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.report)
     saved = out.parent / "bench" / "results.json"
     results: dict[str, Any] = json.loads(saved.read_text())
+    results["raw_model"] = {int(size): rate for size, rate in results["raw_model"].items()}  # JSON keys are text
     results["camera"] = _dated(bench_camera(args))
     _write(results, out)
     return results
