@@ -424,9 +424,10 @@ def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
                 + str({k: round(v, 2) for k, v in top1_when_flagged.items()}),
                 flush=True,
             )
-            _save_sample(
-                SAMPLES_DIR, number, condition, images[chosen[number]], seed=1000 * number + int(chosen[number])
-            )
+            if split == "test":  # validation runs are for tuning: they publish nothing
+                _save_sample(
+                    SAMPLES_DIR, number, condition, images[chosen[number]], seed=1000 * number + int(chosen[number])
+                )
     results["conditions"] = table
     return results
 
@@ -457,6 +458,17 @@ def scanner_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def reasons_table(results: dict[str, Any]) -> list[str]:
+    from app.reasons import Reason
+
+    codes = [str(reason) for reason in Reason]
+    lines = ["| condition | " + " | ".join(f"`{code}`" for code in codes) + " |", "|---|" + "---:|" * len(codes)]
+    for condition, row in results["conditions"].items():
+        shares = [100 * row["reasons"].get(code, 0) / row["images"] for code in codes]
+        lines.append(f"| {condition} | " + " | ".join(f"{share:.1f} %" for share in shares) + " |")
+    return lines
+
+
 def write_report(results: dict[str, Any], samples: list[str], path: Path) -> None:
     """docs/scanner.md: what was rendered, the table, and one sample per condition."""
     lines = [
@@ -475,6 +487,10 @@ def write_report(results: dict[str, Any], samples: list[str], path: Path) -> Non
         "",
         "Empty belts hold no garment: the only right answer is review.",
         "",
+        "Why photos went to review (share of each condition's photos; one photo can have several reasons):",
+        "",
+        *reasons_table(results),
+        "",
         "Each sample: the photo, and the 28x28 image the model saw.",
         "",
         *[f"![{condition}]({sample})" for condition, sample in zip(results["conditions"], samples, strict=True)],
@@ -490,6 +506,8 @@ def write_json(results: dict[str, Any], path: Path) -> None:
 def bench_scanner(args: argparse.Namespace) -> dict[str, Any]:
     """The `scanner` part: measure, then write docs/scanner.md, its samples and the figures as JSON."""
     results = run_scanner(args)
+    if results["split"] != "test":
+        return results
     write_json(results, SCANNER_JSON)
     samples = [f"bench/scanner/{number:02d}.png" for number in range(len(CONDITIONS))]
     write_report(results, samples, SCANNER_DOC)
