@@ -357,6 +357,18 @@ def _calibration_section(card: Card) -> str:
 
 ![reliability]({card.figures_link / "reliability.png"})
 
+{_unfamiliar_text(card)}"""
+
+
+def _unfamiliar_text(card: Card) -> str:
+    block = card.meta.get("unfamiliar")
+    if not block:
+        return ""
+    return f"""Unfamiliar inputs: the service adds the review reason `unfamiliar` where the energy score
+(-logsumexp of the logits, `contract/unfamiliar.py`) is at or over **{block["threshold"]:.4f}**, the
+threshold {_pct(block["trip_rate"])} of the clean images reach on the {block["calibrated_on"]}
+({_pct(block["test_trip_rate"])} of the clean test images through this model, measured only).
+
 """
 
 
@@ -440,16 +452,17 @@ def _weaknesses_section(card: Card) -> str:
   items dominate manual review.
 - Pullover vs Coat ({_pct(accuracy["Pullover"])} / {_pct(accuracy["Coat"])}) are confused with each
   other, but both are winter, so the season bin is usually right anyway.
-- Trained on centred, catalogue-style 28x28 product shots: photos far from that (cluttered background,
-  several items, worn garments, classes outside the ten) are out of distribution; the service's
-  preprocessing recreates the dataset's own pipeline, and the review threshold catches only part of
-  what it cannot.
+- Trained on centred, catalogue-style 28x28 product shots. The service finds the garment on the belt
+  (any colour, uneven light, tilted, a label beside it) and recreates the dataset's own pipeline from
+  it, and sends to review what it cannot make safe (no garment, several items, cut off, low contrast,
+  unfamiliar): [docs/scanner.md](../../docs/scanner.md). Worn garments and classes outside the ten
+  remain out of distribution.
 
 """
 
 
 INTENDED_USE = """## Intended use
-Sorting single, isolated garments photographed on a light background at a warehouse inbound line into
+Sorting single, isolated garments photographed lying on a belt at a warehouse inbound line into
 season bins, with low-confidence items sent to manual review. Not for people, not for quality or
 damage inspection, not for classes outside the ten.
 
@@ -465,6 +478,13 @@ def _reproduce_section(card: Card) -> str:
         card.twin["runs"] if card.twin else (),
         meta.get("flip_below"),
     )
+    derived = meta.get("derived_from")
+    if derived and meta.get("unfamiliar"):
+        twin = " --held-out-twin models/fashion-cnn/<the held-out twin>" if card.twin else ""
+        commands += (
+            f"\n# version {meta['version']}: version {derived['version']}'s graph plus the unfamiliar threshold"
+            f"\n.venv/bin/garment-sorter unfamiliar --version-dir models/fashion-cnn/{derived['version']}{twin}"
+        )
     return f"""## Reproduce
 ```bash
 {commands}

@@ -41,6 +41,7 @@ MIN_DISTANCE = 5.0  # foreground threshold floor, in the opponent space's units 
 HYSTERESIS_LOW = 0.5  # of the threshold: fainter pixels join where they touch foreground
 NOISE_FACTOR = 2.0  # threshold: this many times the border's 99th-percentile distance
 SPECK_FRACTION = 0.0005  # of the frame: smaller regions are noise
+MAX_PIECES = 32  # the largest regions considered; the rest are small beside them
 GROUP_GAP_FRACTION = 0.04  # of the short edge: pieces closer than this are one object
 MIN_GARMENT_FRACTION = 0.005  # of the frame: a smaller object is no garment
 SECOND_ITEM_RATIO = 0.25  # another object at least this large (vs the garment): multiple items
@@ -180,6 +181,14 @@ def _box_areas(points: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
     return areas
 
 
+def largest_pieces(sizes: np.ndarray, frame: int) -> list[int]:
+    """Labels of the pieces worth grouping: no specks, and only the MAX_PIECES largest, because the
+    grouping is quadratic in their number and a photo of a checkerboard must cost no more than one
+    of a shirt. ``sizes[label]`` is each piece's pixel count (``sizes[0]``: the background)."""
+    order = np.argsort(-sizes[1:], kind="stable")[:MAX_PIECES] + 1
+    return [int(i) for i in order if sizes[i] >= SPECK_FRACTION * frame]
+
+
 def _objects(foreground: np.ndarray) -> list[_Object]:
     height, width = foreground.shape
     labels, count = ndimage.label(foreground, structure=np.ones((3, 3), bool))
@@ -188,7 +197,7 @@ def _objects(foreground: np.ndarray) -> list[_Object]:
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     slices = ndimage.find_objects(labels)
     frame = height * width
-    pieces = [i for i in range(1, count + 1) if sizes[i] >= SPECK_FRACTION * frame]
+    pieces = largest_pieces(sizes, frame)
     # Labels go before grouping: one lying next to the garment must not join it.
     pieces = [i for i in pieces if not _is_label_piece(labels, slices[i - 1], i, int(sizes[i]), frame)]
     # Group pieces whose boxes are within the gap: union-find over a handful of pieces.

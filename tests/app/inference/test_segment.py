@@ -145,3 +145,20 @@ def test_a_garment_touching_the_border_does_not_bend_the_belt_fit():
     canvas[:, 60:130] = 0.0
     found = run(canvas)
     assert found.box == (60, 0, 130, HEIGHT) and found.reasons == (Reason.CUT_OFF,)
+
+
+def test_only_the_largest_pieces_are_grouped_and_specks_never():
+    frame = 10_000  # a speck is below 5 pixels
+    sizes = np.array([9_000, *range(100, 0, -1), 3, 4])  # background, 100 pieces of 100..1 pixels, two specks
+    pieces = segment.largest_pieces(sizes, frame)
+    assert pieces == list(range(1, segment.MAX_PIECES + 1))  # labels of the 32 largest, largest first
+    assert segment.largest_pieces(np.array([9_000, 3, 4, 200]), frame) == [3]
+
+
+def test_a_photo_of_many_pieces_is_still_decided():
+    canvas = belt(253.0)
+    for row in range(0, HEIGHT, 8):
+        for col in range((row // 8) % 2 * 4, WIDTH, 8):
+            canvas[row : row + 4, col : col + 4] = 20.0  # a checkerboard: hundreds of pieces
+    found = run(canvas)
+    assert found.composite.shape[2] == 3 and found.reasons  # decided: not safe to sort
