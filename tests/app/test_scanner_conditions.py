@@ -41,7 +41,7 @@ def _seen(job: tuple[str, int, int]) -> preprocess.ModelInput:
 @pytest.fixture(scope="module")
 def decided(tf_model):
     """condition -> (top-1 hits, review flags, wrong-bin flags, the decisions) for 50 photos."""
-    images, labels = load_test_set()
+    _, labels = load_test_set()
     chosen = stratified(labels, PER_CLASS)
     policy = load_policy(DEFAULT_POLICY_FILE, tf_model.class_names, metadata_review_threshold=tf_model.review_threshold)
     season_of = default_season_of_class()
