@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from app import errors
-from app.inference.segment import Box, segment
+from app.inference.segment import Box, box_of, segment
 from app.reasons import Reason
 
 SIZE = 28
@@ -176,7 +176,7 @@ def is_fashion_mnist_like(image: Image.Image) -> bool:
     return image.size == (SIZE, SIZE) and image.mode == "L" and has_dark_border(np.asarray(image))
 
 
-def _trim_box(image: Image.Image) -> tuple[int, int, int, int] | None:
+def _trim_box(image: Image.Image) -> Box | None:
     """Bounding box of the pixels farther than 5 % of the max RGB distance from the corner colour."""
     pixels = np.asarray(image, dtype=np.int32)
     if pixels.ndim == 2:
@@ -188,12 +188,7 @@ def _trim_box(image: Image.Image) -> tuple[int, int, int, int] | None:
     if pixels.shape[2] == 1:
         distance_sq *= 3  # a gray level stands for (v, v, v) in RGB space
     threshold_sq = (TRIM_FRACTION * _MAX_RGB_DISTANCE) ** 2
-    foreground = distance_sq > threshold_sq
-    rows = np.flatnonzero(foreground.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(foreground.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    return box_of(distance_sq > threshold_sq)
 
 
 def work_image(image: Image.Image) -> Image.Image:
@@ -223,14 +218,6 @@ def photo_to_28(image: Image.Image, resize: Resize = "antialias") -> np.ndarray:
     return 255 - np.asarray(canvas, dtype=np.uint8)
 
 
-def _dataset_box(pixels: np.ndarray) -> Box | None:
-    rows = np.flatnonzero(pixels.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(pixels.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
 def to_model_input(decoded: Decoded, resize: Resize = "antialias") -> ModelInput:
     """An upright decoded photo -> the model's input, the garment's box and the photo's reasons."""
     image = decoded.image
@@ -239,7 +226,7 @@ def to_model_input(decoded: Decoded, resize: Resize = "antialias") -> ModelInput
         if image.mode == "RGB" and (pixels == pixels[..., :1]).all():  # a gray image stored as RGB
             pixels = np.ascontiguousarray(pixels[..., 0])
         if pixels.ndim == 2 and has_dark_border(pixels):
-            return ModelInput(pixels, _dataset_box(pixels), ())
+            return ModelInput(pixels, box_of(pixels > 0), ())
     work = work_image(image)
     if min(work.size) < MIN_SEGMENT_EDGE:
         return ModelInput(photo_to_28(work, resize), (0, 0, *decoded.photo_size), ())

@@ -284,8 +284,11 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return filled
 
 
-def _box(mask: np.ndarray) -> Box:
+def box_of(mask: np.ndarray) -> Box | None:
+    """The bounding box of a mask's true pixels; None when there are none."""
     rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
     cols = np.flatnonzero(mask.any(axis=0))
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
@@ -322,4 +325,4 @@ def segment(rgb_u8: np.ndarray) -> Segmentation:
         fill = (round(LIGHT),) * 3
         rotated = Image.fromarray(image, "RGB").rotate(-tilt, Image.Resampling.BILINEAR, expand=True, fillcolor=fill)
         image = np.asarray(rotated)
-    return Segmentation(image, _box(mask), tuple(reasons), tilt)
+    return Segmentation(image, box_of(mask), tuple(reasons), tilt)
