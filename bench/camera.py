@@ -58,7 +58,7 @@ def stage_costs(photos: list[bytes], repeats: int = 3) -> dict[str, Any]:
     """Median CPU milliseconds per stage over the photos (each run ``repeats`` times)."""
     from app.config import load_settings
     from app.inference import preprocess
-    from app.inference.segment import segment
+    from app.inference.segmentation.segment import segment
     from app.inference.tensorflow_model import load_tensorflow_model
 
     settings = load_settings()

@@ -28,7 +28,8 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from app import errors
-from app.inference.segment import Box, box_of, segment
+from app.inference.segmentation.pieces import Box, box_of
+from app.inference.segmentation.segment import segment
 from app.reasons import Reason
 
 SIZE = 28

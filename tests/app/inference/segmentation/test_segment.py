@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from app.inference import segment
-from app.inference.segment import LIGHT, Segmentation
+from app.inference.segmentation.segment import LIGHT, Segmentation, segment
 from app.reasons import Reason
 
 HEIGHT, WIDTH = 150, 200  # a working-size photo (a 2 MP camera JPEG decodes at 1/8 to this)
@@ -28,7 +27,7 @@ def shirt(canvas: np.ndarray, top: int, left: int, size: int = 70, colour=(120, 
 
 
 def run(canvas: np.ndarray) -> Segmentation:
-    return segment.segment(np.clip(np.rint(canvas), 0, 255).astype(np.uint8))
+    return segment(np.clip(np.rint(canvas), 0, 255).astype(np.uint8))
 
 
 def garment_pixels(found: Segmentation) -> int:
@@ -145,14 +144,6 @@ def test_a_garment_touching_the_border_does_not_bend_the_belt_fit():
     canvas[:, 60:130] = 0.0
     found = run(canvas)
     assert found.box == (60, 0, 130, HEIGHT) and found.reasons == (Reason.CUT_OFF,)
-
-
-def test_only_the_largest_pieces_are_grouped_and_specks_never():
-    frame = 10_000  # a speck is below 5 pixels
-    sizes = np.array([9_000, *range(100, 0, -1), 3, 4])  # background, 100 pieces of 100..1 pixels, two specks
-    pieces = segment.largest_pieces(sizes, frame)
-    assert pieces == list(range(1, segment.MAX_PIECES + 1))  # labels of the 32 largest, largest first
-    assert segment.largest_pieces(np.array([9_000, 3, 4, 200]), frame) == [3]
 
 
 def test_a_photo_of_many_pieces_is_still_decided():

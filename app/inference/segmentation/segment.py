@@ -1,0 +1,67 @@
+"""The whole step: a working-size photo -> the garment upright on the dataset's light background
+(#fdfdfd), its box, and what about the photo makes an answer unsafe (the review reasons
+no_garment, multiple_items, cut_off and low_contrast)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from app.inference.segmentation.belt import border_samples, distance, fit_background, flat_field
+from app.inference.segmentation.pieces import Box, box_of, fill_holes, foreground, items, touches_frame
+from app.inference.segmentation.pose import tilt_of
+from app.reasons import Reason
+
+LIGHT = 253.0  # the dataset's photo background, #fdfdfd
+NOISE_FACTOR = 2.0  # foreground threshold: this many times the border's 99th-percentile distance
+MIN_GARMENT_FRACTION = 0.005  # of the frame: a smaller item is no garment
+SECOND_ITEM_RATIO = 0.25  # another item at least this large (vs the garment): multiple items
+LOW_CONTRAST_DISTANCE = 12.0  # the garment's median distance from the belt below this: low contrast
+FEATHER_SIGMA_PX = 0.7  # the garment's edge, softened as a photo's edge is
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The garment on a light, evenly lit background, ready for the dataset recipe."""
+
+    composite: np.ndarray  # uint8 (h, w, 3): the garment on LIGHT, upright
+    box: Box | None  # the garment in the work image's pixels (before any rotation); None: none found
+    reasons: tuple[Reason, ...]
+    tilt_deg: float  # the rotation undone (counter-clockwise positive, as PIL's rotate)
+
+
+def segment(rgb_u8: np.ndarray) -> Segmentation:
+    """(h, w, 3) uint8 work image -> the garment composited upright on the light background."""
+    rgb = rgb_u8.astype(np.float32)
+    height, width, _ = rgb.shape
+    belt = fit_background(rgb)
+    even = flat_field(rgb, belt)
+    dist = distance(even, belt.colour)
+    rows, cols, _ = border_samples(height, width)
+    border = dist[rows, cols][belt.inlier]
+    # Above what the border itself shows as noise (belt texture, JPEG, sensor).
+    threshold = NOISE_FACTOR * float(np.quantile(border, 0.99)) if border.size else 0.0
+    found = items(foreground(dist, threshold))
+    if not found or found[0].area < MIN_GARMENT_FRACTION * height * width:
+        blank = np.full((height, width, 3), round(LIGHT), np.uint8)
+        return Segmentation(blank, None, (Reason.NO_GARMENT,), 0.0)
+    garment = found[0]
+    reasons: list[Reason] = []
+    if len(found) > 1 and found[1].area >= SECOND_ITEM_RATIO * garment.area:
+        reasons.append(Reason.MULTIPLE_ITEMS)
+    if touches_frame(garment.mask):
+        reasons.append(Reason.CUT_OFF)
+    if float(np.median(dist[garment.mask])) < LOW_CONTRAST_DISTANCE:
+        reasons.append(Reason.LOW_CONTRAST)
+    mask = fill_holes(garment.mask)
+    alpha = ndimage.gaussian_filter(mask.astype(np.float32), FEATHER_SIGMA_PX)[..., None]
+    image = np.rint(np.clip(alpha * even + (1.0 - alpha) * LIGHT, 0.0, 255.0)).astype(np.uint8)
+    tilt = tilt_of(mask)
+    if tilt:
+        fill = (round(LIGHT),) * 3
+        upright = Image.fromarray(image, "RGB").rotate(-tilt, Image.Resampling.BILINEAR, expand=True, fillcolor=fill)
+        image = np.asarray(upright)
+    return Segmentation(image, box_of(mask), tuple(reasons), tilt)
