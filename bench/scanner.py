@@ -479,8 +479,12 @@ def write_report(results: dict[str, Any], samples: list[str], path: Path) -> Non
             f" ({results['per_class']} per class, never trained on), rendered as 1280x960 camera JPEGs"
             " (quality 60-95) of the garment on a belt under each condition; every photo goes through the"
             " service's own preprocessing, model and sorting policy. The garment keeps its dataset"
-            " silhouette and texture; nothing in the renderer knows how the service trims or segments."
-            f" Model: {results['model']}."
+            " silhouette and texture; its outline pixels, which in the dataset are part garment and part"
+            " the white background of the original photo, are unmixed (`unmix_edge`), so that a garment"
+            " on a dark belt has no white rim. Nothing in the renderer knows how the service trims or"
+            f" segments. Model: {results['model']}. How the garment is found:"
+            " [architecture.md](architecture.md#preprocess); before and after:"
+            " [performance.md](performance.md#scanner-photos)."
         ),
         "",
         *scanner_table(results),
