@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.unfamiliar import energy
 from contract.versions import latest, versions
 from training import calibrate, export, sorting
 
@@ -134,3 +135,17 @@ def test_every_exported_precision_serves_what_metadata_says(precision, shipped, 
         assert figures["review_share"] == pytest.approx(claimed["validation"]["review_share"], abs=0.001)
     if precision == "float32":
         assert claimed["review_threshold"] == pytest.approx(meta["review_threshold"], abs=1e-6)
+
+
+def test_the_unfamiliar_threshold_keeps_its_promise_on_validation(shipped, held_out, split, fashion):
+    """At most 1 % of clean validation images trip it, through the export that chose it; the test
+    split's share is what metadata says (measured there, never chosen on)."""
+    version_dir, meta = shipped
+    held_out_dir, _ = held_out
+    block = meta["unfamiliar"]
+    assert block["score"] == "energy" and block["calibrated_on"].endswith(f"version {held_out_dir.name}")
+    val_scores = energy(export.predict_exported(held_out_dir, split.x_val)["logits"])
+    assert np.mean(val_scores >= block["threshold"]) == pytest.approx(block["trip_rate"], abs=1e-4)
+    assert block["trip_rate"] <= 0.01
+    test_scores = energy(export.predict_exported(version_dir, fashion.x_test)["logits"])
+    assert np.mean(test_scores >= block["threshold"]) == pytest.approx(block["test_trip_rate"], abs=1e-4)
