@@ -16,7 +16,6 @@ from contract.unfamiliar import energy
 from training import export
 from training.unfamiliar import calibrate_unfamiliar, derive_version
 
-
 MODEL_ROOT = Path(__file__).resolve().parents[2] / "models" / "fashion-cnn"
 
 
