@@ -454,7 +454,11 @@ def scanner_table(results: dict[str, Any]) -> list[str]:
         top1 = "n/a" if condition == EMPTY else f"{100 * row['top1']:.1f} %"
         season = "n/a" if condition == EMPTY else f"{100 * row['season_accuracy']:.1f} %"
         wrong = "n/a" if condition == EMPTY else f"{100 * row['wrong_bin_share']:.1f} %"
-        lines.append(f"| {condition} | {top1} | {season} | {100 * row['review_share']:.1f} % | {wrong} |")
+        review = f"{100 * row['review_share']:.1f} %"
+        if condition == EMPTY:  # every one should go: the count shows the one that did not
+            reviewed = round(row["review_share"] * row["images"])
+            review = f"{100 * row['review_share']:.2f} % ({reviewed:,} of {row['images']:,})"
+        lines.append(f"| {condition} | {top1} | {season} | {review} | {wrong} |")
     return lines
 
 
@@ -465,7 +469,7 @@ def reasons_table(results: dict[str, Any]) -> list[str]:
     lines = ["| condition | " + " | ".join(f"`{code}`" for code in codes) + " |", "|---|" + "---:|" * len(codes)]
     for condition, row in results["conditions"].items():
         shares = [100 * row["reasons"].get(code, 0) / row["images"] for code in codes]
-        lines.append(f"| {condition} | " + " | ".join(f"{share:.1f} %" for share in shares) + " |")
+        lines.append(f"| {condition} | " + " | ".join(f"{share:.2f} %" for share in shares) + " |")
     return lines
 
 
