@@ -25,11 +25,13 @@ def test_the_committed_figures_render_every_section():
         "## POST /classify: throughput and latency versus concurrency",
         "## The raw model by batch size, and POST /classify/batch by request size",
         "## max_wait_ms sweep",
+        "## Camera-size photos",
         "## Soak",
         "## Reproduce",
     ]
     assert "python -m bench suite --soak-s 0" in text
     assert "- verdict: PASS" in text
+    assert "| 2 MP (1600x1200) |" in text and "| 12 MP | 8 |" in text  # per stage, then over HTTP
 
 
 def test_headlines_compare_batched_with_the_null_model_and_unbatched():
