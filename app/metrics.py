@@ -22,6 +22,7 @@ from prometheus_client import (
 )
 
 from app.errors import is_rejection
+from app.reasons import Reason
 
 PREFIX = "garment_sorter"
 LATENCY_BUCKETS_S = (
@@ -118,6 +119,12 @@ class Metrics:
             ["label", "bin"],
             registry=registry,
         )
+        self.review_reasons = Counter(
+            f"{PREFIX}_review_reasons_total",
+            "Answers sent to the review bin, by reason (one answer can have several)",
+            ["reason"],
+            registry=registry,
+        )
         self.model_info = Gauge(
             f"{PREFIX}_model_info", "The served model (value 1)", ["name", "version"], registry=registry
         )
@@ -131,6 +138,7 @@ class Metrics:
         self._duration_children = {route: self.request_duration.labels(route) for route in (*ROUTES, OTHER_ROUTE)}
         self._rejection_children: dict[str, Counter] = {}
         self._prediction_children: dict[tuple[str, str], Counter] = {}
+        self._reason_children = {reason: self.review_reasons.labels(str(reason)) for reason in Reason}
 
     def watch(self, queue_depth: Callable[[], int], inflight: Callable[[], int]) -> None:
         """Read the gauges at scrape time (no cost per request)."""
@@ -156,12 +164,14 @@ class Metrics:
         if is_rejection(code):
             self.reject(code)
 
-    def predicted(self, label: str, bin_code: str) -> None:
+    def predicted(self, label: str, bin_code: str, reasons: Sequence[Reason] = ()) -> None:
         key = (label, bin_code)
         child = self._prediction_children.get(key)
         if child is None:
             child = self._prediction_children[key] = self.predictions.labels(label, bin_code)
         child.inc()
+        for reason in reasons:
+            self._reason_children[reason].inc()
 
     # BatchObserver
     def on_batch(self, size: int, queue_waits_s: Sequence[float], inference_s: float) -> None:

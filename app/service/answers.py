@@ -65,7 +65,7 @@ def build_answer(
     class_id = row.class_order[0]
     reasons = (*seen.reasons, Reason.UNFAMILIAR) if row.unfamiliar else seen.reasons
     decision = policy.decide_index(row.season_index, row.season_mass, on, reasons)
-    metrics.predicted(names[class_id], decision.bin)
+    metrics.predicted(names[class_id], decision.bin, decision.reasons)
     probabilities = row.probabilities
     return {
         "class_id": class_id,

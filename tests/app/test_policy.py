@@ -14,6 +14,7 @@ import yaml
 
 from app.config import DEFAULT_POLICY_FILE
 from app.policy import PolicyError, build_policy, load_policy
+from app.reasons import Reason
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 DEFAULT = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
@@ -70,6 +71,18 @@ def test_review_when_largest_mass_is_below_threshold(policy):
     assert not at_threshold.needs_review and at_threshold.bin == "BIN-W"  # "below" is strict
     just_below = policy.decide(probabilities(Coat=0.69, Shirt=0.31), july)
     assert just_below.needs_review and just_below.bin == "REVIEW" and just_below.season == "winter"
+
+
+def test_any_reason_sends_to_review_listed_in_the_stable_order(policy):
+    july = dt.date(2025, 7, 1)
+    confident = policy.decide(probabilities(Coat=1.0), july)
+    assert (confident.needs_review, confident.reasons, confident.bin) == (False, (), "BIN-W")
+    from_the_photo = policy.decide(probabilities(Coat=1.0), july, (Reason.UNFAMILIAR, Reason.CUT_OFF))
+    assert from_the_photo.needs_review and from_the_photo.bin == "REVIEW" and from_the_photo.season == "winter"
+    assert from_the_photo.reasons == (Reason.CUT_OFF, Reason.UNFAMILIAR)
+    unsure_too = policy.decide(probabilities(Coat=0.5, Shirt=0.5), july, (Reason.UNFAMILIAR,))
+    assert unsure_too.reasons == (Reason.LOW_CONFIDENCE, Reason.UNFAMILIAR)
+    assert policy.decide(probabilities(Coat=0.5, Shirt=0.5), july).reasons == (Reason.LOW_CONFIDENCE,)
 
 
 def test_review_threshold_precedence():

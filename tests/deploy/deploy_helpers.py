@@ -38,6 +38,8 @@ SERVICE_METRICS = {
     "garment_sorter_queue_capacity": "gauge",
     "garment_sorter_ready": "gauge",
     "garment_sorter_draining": "gauge",
+    # Issue 14: why answers went to the review bin.
+    "garment_sorter_review_reasons_total": "counter",
 }
 
 

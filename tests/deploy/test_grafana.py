@@ -73,6 +73,7 @@ def test_panels_issue_5_asks_for(panels):
 
     assert "by (reason) (rate(garment_sorter_rejections_total[" in exprs["Rejections by reason"]
     assert "by (bin) (rate(garment_sorter_predictions_total[" in exprs["Predictions per bin"]
+    assert "by (reason) (rate(garment_sorter_review_reasons_total[" in exprs["Review reasons"]
 
 
 def test_every_query_is_valid_promql(tmp_path, panels):

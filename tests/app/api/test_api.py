@@ -622,12 +622,15 @@ def test_metrics_count_requests_rejections_predictions_and_batches(make_client, 
 # --- scanner photos: review with reasons, never an error for what a photo shows ---------------------
 def test_an_empty_belt_goes_to_review_as_no_garment(client):
     photo = encode(Image.new("RGB", (1600, 1200), (40, 42, 45)), "JPEG", quality=85)
+    key = ("garment_sorter_review_reasons_total", (("reason", "no_garment"),))
+    before = samples(client.get("/metrics").text)[key]
     response = client.post("/classify", content=photo, headers={"Content-Type": "image/jpeg"})
     assert response.status_code == 200, response.text
     body = response.json()
     ClassifyResponse.model_validate(body)
     assert body["needs_review"] is True and body["bin"] == "REVIEW"
     assert body["review_reasons"][0] == "no_garment" and body["box"] is None
+    assert samples(client.get("/metrics").text)[key] == before + 1
 
 
 def test_a_garment_on_a_dark_belt_is_found_and_boxed(client, test_set):
