@@ -64,6 +64,12 @@ def _add_train_options(p: argparse.ArgumentParser, default_epochs: int) -> None:
         default=0.0,
         help="with --augment: also rescale by a random factor in [1 - ZOOM, 1 + ZOOM]",
     )
+    p.add_argument(
+        "--scanner",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="with --augment: also rotations, shifts, lighter/darker garments and soft edges (scanner photos)",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--patience", type=_positive_int, default=50, help="EarlyStopping patience in epochs")
     p.add_argument("--optimizer", default="adam", help="adam | adamw | sgd")
@@ -98,6 +104,7 @@ def _train_config(args: argparse.Namespace, arch: str) -> TrainConfig:
         batch_size=args.batch_size,
         augment=args.augment,
         zoom=args.zoom,
+        scanner=args.scanner,
         seed=args.seed,
         patience=args.patience,
         optimizer=args.optimizer,

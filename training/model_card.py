@@ -67,6 +67,8 @@ def _recipe_text(members: Sequence[Member]) -> str:
     for index, member in enumerate(members, 1):
         t = member["training"]
         zoom = f", random rescale by up to {100 * t['zoom']:g} %" if t.get("zoom") else ""
+        if t.get("scanner"):
+            zoom += ", rotations, shifts, lighter and darker garments and soft edges (scanner photos)"
         alone = (
             "trained on all 60,000"
             if member["validation_accuracy"] is None
@@ -92,6 +94,7 @@ def _train_and_calibrate_commands(members: Sequence[Member], calibrate_options: 
     for member in members:
         t = member["training"]
         zoom = f" --zoom {t['zoom']:g}" if t.get("zoom") else ""
+        zoom += " --scanner" if t.get("scanner") else ""
         full = " --full-train" if t.get("full_train") else ""
         lines.append(
             f".venv/bin/garment-sorter train --arch fashion-cnn --epochs {t['epochs']} "

@@ -12,6 +12,9 @@ from keras import layers
 from contract.classes import IMAGE_SHAPE
 from training.data import one_hot, to_model_inputs
 
+SCANNER_ROTATION_DEG = 20.0  # with scanner augmentation: rotations up to this either way
+SCANNER_SHIFT = 0.08  # ... and shifts up to this fraction of the image
+
 
 class RandomErasing(layers.Layer):  # type: ignore[misc]  # keras has no type information: Layer is Any to mypy
     """Zero a random rectangle in each image with probability `rate` (Zhong et al. 2017)."""
@@ -45,7 +48,43 @@ class RandomErasing(layers.Layer):  # type: ignore[misc]  # keras has no type in
         return tf.where(inside[..., None], tf.zeros_like(images), images)
 
 
-def make_augmenter(seed: int | None = None, zoom: float = 0.0) -> keras.Sequential:
+class ScannerLook(layers.Layer):  # type: ignore[misc]  # keras has no type information: Layer is Any to mypy
+    """What the service's segmentation leaves of a scanner photo, beyond the dataset's own look.
+
+    Per image: the same garment lighter or darker (its intensities, garment bright on black, raised
+    to a random power in ``gamma_range`` and scaled by a random gain; black stays black), and, on a
+    share ``blur_rate`` of the images, soft edges (a 3x3 binomial blur: defocus, motion along the belt,
+    the segmentation's feathering)."""
+
+    def __init__(
+        self,
+        gamma_range: tuple[float, float] = (0.6, 1.7),
+        gain_range: tuple[float, float] = (0.75, 1.15),
+        blur_rate: float = 0.3,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.gamma_range = gamma_range
+        self.gain_range = gain_range
+        self.blur_rate = blur_rate
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        binomial = np.array([1.0, 2.0, 1.0]) / 4.0
+        self.kernel = tf.constant(np.outer(binomial, binomial)[..., None, None], tf.float32)
+
+    def call(self, images: tf.Tensor, training: bool = True) -> tf.Tensor:
+        if not training:
+            return images
+        draws = keras.random.uniform((tf.shape(images)[0], 3), seed=self.seed_generator)
+        low, high = np.log(self.gamma_range[0]), np.log(self.gamma_range[1])
+        gamma = tf.exp(low + draws[:, 0] * (high - low))[:, None, None, None]
+        gain = (self.gain_range[0] + draws[:, 1] * (self.gain_range[1] - self.gain_range[0]))[:, None, None, None]
+        toned = tf.clip_by_value(tf.pow(images, gamma) * gain, 0.0, 1.0)
+        blurred = tf.nn.depthwise_conv2d(toned, self.kernel, [1, 1, 1, 1], "SAME")
+        return tf.where((draws[:, 2] < self.blur_rate)[:, None, None, None], blurred, toned)
+
+
+def make_augmenter(seed: int | None = None, zoom: float = 0.0, scanner: bool = False) -> keras.Sequential:
     """Keras preprocessing layers: today's equivalent of the study's ImageDataGenerator.
 
     Random crop after 2-pixel padding (translation), horizontal flip (garments are
@@ -53,14 +92,29 @@ def make_augmenter(seed: int | None = None, zoom: float = 0.0) -> keras.Sequenti
     first rescales each image by a random factor in [1 - zoom, 1 + zoom] (aspect kept): photos
     trimmed and resized by the service come out a few per cent larger or smaller than the
     dataset's own renderings, and a model that has seen that generalises to them.
+
+    ``scanner`` adds what remains of a scanner photo after the service's segmentation: small
+    rotations (the tilt left after deskewing, up to 20 degrees), a position jitter of up to 8 %, and
+    ``ScannerLook`` (lighter or darker garments, soft edges); random erasing stands for the parts of
+    a dark garment lost on a dark belt.
     """
     zoom_layers = [layers.RandomZoom((-zoom, zoom), fill_mode="constant", seed=seed)] if zoom > 0 else []
+    pose_layers = (
+        [
+            layers.RandomRotation(SCANNER_ROTATION_DEG / 360.0, fill_mode="constant", seed=seed),
+            layers.RandomTranslation(SCANNER_SHIFT, SCANNER_SHIFT, fill_mode="constant", seed=seed),
+        ]
+        if scanner
+        else []
+    )
     return keras.Sequential(
         [
             *zoom_layers,
+            *pose_layers,
             layers.ZeroPadding2D(2),
             layers.RandomCrop(*IMAGE_SHAPE, seed=seed),
             layers.RandomFlip("horizontal", seed=seed),
+            *([ScannerLook(seed=seed)] if scanner else []),
             RandomErasing(seed=seed),
         ],
         name="augment",
@@ -75,6 +129,7 @@ def make_dataset(
     augment: bool = False,
     seed: int = 0,
     zoom: float = 0.0,
+    scanner: bool = False,
 ) -> tf.data.Dataset:
     """tf.data pipeline of (float32 images in [0,1], one-hot labels), batched and prefetched."""
     ds = tf.data.Dataset.from_tensor_slices((to_model_inputs(images), one_hot(labels)))
@@ -82,6 +137,6 @@ def make_dataset(
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if augment:
-        augmenter = make_augmenter(seed, zoom)
+        augmenter = make_augmenter(seed, zoom, scanner)
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

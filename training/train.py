@@ -42,6 +42,7 @@ class TrainConfig:
     batch_size: int = 128
     augment: bool = False
     zoom: float = 0.0  # with augment: random rescale by up to this fraction either way
+    scanner: bool = False  # with augment: also what remains of scanner photos (pipeline.make_augmenter)
     seed: int = 42
     patience: int = 50
     optimizer: str = "adam"
@@ -66,6 +67,7 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, f"--epochs must be >= 1 (got {self.epochs})"),
             (0 <= self.zoom < 1, f"--zoom must be in [0, 1) (got {self.zoom})"),
+            (self.augment or not self.scanner, "--scanner needs --augment"),
             (self.batch_size >= 1, f"--batch-size must be >= 1 (got {self.batch_size})"),
             (self.patience >= 1, f"--patience must be >= 1 (got {self.patience})"),
             (self.learning_rate > 0, f"--learning-rate must be > 0 (got {self.learning_rate})"),
@@ -299,7 +301,14 @@ def train(
     x_train, y_train = _training_images(config, split)
     model, loss = _compiled_model(config, steps_per_epoch=math.ceil(len(x_train) / config.batch_size))
     train_ds = pipeline.make_dataset(
-        x_train, y_train, config.batch_size, shuffle=True, augment=config.augment, seed=config.seed, zoom=config.zoom
+        x_train,
+        y_train,
+        config.batch_size,
+        shuffle=True,
+        augment=config.augment,
+        seed=config.seed,
+        zoom=config.zoom,
+        scanner=config.scanner,
     )
     val_ds = pipeline.make_dataset(split.x_val, split.y_val, EVALUATION_BATCH_SIZE)
     model.fit(

@@ -38,6 +38,7 @@ def test_unknown_architecture_is_one_line_and_exit_2(tmp_path):
         (["--strategy", "magic"], "--strategy must be one of default, mirrored, multiworker (got magic)"),
         (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1) (got 1.5)"),
         (["--zoom", "-0.1"], "--zoom must be in [0, 1) (got -0.1)"),
+        (["--scanner"], "--scanner needs --augment"),
     ],
 )
 def test_bad_flag_values_exit_2_with_the_reason(flags, message, tmp_path, capsys):
