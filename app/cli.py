@@ -86,7 +86,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from app.inference import preprocess
     from app.inference.loader import load_model
     from app.policy import load_policy_for
-    from app.reasons import Reason
+    from app.reasons import before_policy
     from app.service.service import preflight
 
     settings = _settings(log_level="warning")
@@ -113,7 +113,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         rows = zip(paths[start : start + step], inference.probabilities, inference.unfamiliar, chunk, strict=True)
         for path, row, unfamiliar, seen in rows:
             class_id = int(np.argmax(row))
-            decision = policy.decide(row, on, (*seen.reasons, Reason.UNFAMILIAR) if unfamiliar else seen.reasons)
+            decision = policy.decide(row, on, before_policy(seen.reasons, bool(unfamiliar)))
             record = {
                 "file": path,
                 "label": model.class_names[class_id],

@@ -20,3 +20,8 @@ class Reason(StrEnum):
     @classmethod
     def ordered(cls, reasons: set[Reason] | tuple[Reason, ...]) -> tuple[Reason, ...]:
         return tuple(r for r in cls if r in reasons)
+
+
+def before_policy(photo: tuple[Reason, ...], unfamiliar: bool) -> tuple[Reason, ...]:
+    """An answer's reasons from the photo and the model; the policy adds low_confidence itself."""
+    return (*photo, Reason.UNFAMILIAR) if unfamiliar else photo

@@ -38,7 +38,6 @@ from contract.seasons import default_season_of_class
 if TYPE_CHECKING:
     from app.config import Settings
     from app.inference.preprocess import ModelInput
-    from app.reasons import Reason
 
 FRAME = (1280, 960)  # width, height: 1.2 MP, the smallest camera size the issue asks for
 LIGHT = 253.0  # the dataset's photo background, #fdfdfd
@@ -357,18 +356,11 @@ def _preprocess_rendered(job: tuple[str, str, int, int]) -> ModelInput | None:
         return None
 
 
-def _photo_reasons(item: ModelInput | None, unfamiliar: bool) -> tuple[Reason, ...]:
-    """The reasons the service would give besides low_confidence (the policy adds that one)."""
-    from app.reasons import Reason
-
-    reasons = () if item is None else item.reasons
-    return (*reasons, Reason.UNFAMILIAR) if unfamiliar else reasons
-
-
 def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
     from app.config import load_settings
     from app.inference.tensorflow_model import load_tensorflow_model
     from app.policy import load_policy_for
+    from app.reasons import before_policy
 
     settings = load_settings()
     model = load_tensorflow_model(settings.resolved_model_dir(), 256, settings.intra_op_threads, 1, settings.precision)
@@ -395,7 +387,7 @@ def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
             probabilities = np.concatenate([i.probabilities for i in inferred])
             unfamiliar = np.concatenate([i.unfamiliar for i in inferred])
             decisions = [
-                policy.decide(row, on, _photo_reasons(item, bool(odd)))
+                policy.decide(row, on, before_policy(() if item is None else item.reasons, bool(odd)))
                 for row, item, odd in zip(probabilities, prepared, unfamiliar, strict=True)
             ]
             review = np.array([d.needs_review for d in decisions]) | refused

@@ -12,7 +12,7 @@ from app.inference.model import Images, Model
 from app.inference.preprocess import ModelInput
 from app.metrics import Metrics
 from app.policy import Policy
-from app.reasons import Reason
+from app.reasons import before_policy
 
 
 class Row(NamedTuple):
@@ -63,8 +63,7 @@ def build_answer(
     row: Row = outcome.row
     names = model.class_names
     class_id = row.class_order[0]
-    reasons = (*seen.reasons, Reason.UNFAMILIAR) if row.unfamiliar else seen.reasons
-    decision = policy.decide_index(row.season_index, row.season_mass, on, reasons)
+    decision = policy.decide_index(row.season_index, row.season_mass, on, before_policy(seen.reasons, row.unfamiliar))
     metrics.predicted(names[class_id], decision.bin, decision.reasons)
     probabilities = row.probabilities
     return {

@@ -16,7 +16,7 @@ import pytest
 from app.config import DEFAULT_POLICY_FILE
 from app.inference import preprocess
 from app.policy import load_policy
-from app.reasons import Reason
+from app.reasons import Reason, before_policy
 from bench.photos import load_test_set
 from bench.scanner import CONDITIONS, EMPTY, render, stratified
 from contract.classes import CLASS_NAMES
@@ -53,7 +53,7 @@ def decided(tf_model):
             seen = list(pool.map(_seen, jobs, chunksize=8))
             inference = tf_model.infer(np.stack([s.pixels for s in seen]))
             decisions = [
-                policy.decide(row, dt.date(2026, 11, 30), (*s.reasons, Reason.UNFAMILIAR) if odd else s.reasons)
+                policy.decide(row, dt.date(2026, 11, 30), before_policy(s.reasons, bool(odd)))
                 for row, s, odd in zip(inference.probabilities, seen, inference.unfamiliar, strict=True)
             ]
             review = np.array([d.needs_review for d in decisions])

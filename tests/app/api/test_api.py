@@ -17,7 +17,7 @@ from service_helpers import encode, png, wait_until
 from app.api.schemas import BatchResponse, ClassifyResponse, ModelInfo, PolicyInfo
 from app.config import DEFAULT_POLICY_FILE
 from app.policy import load_policy
-from app.reasons import Reason
+from app.reasons import before_policy
 from bench.scanner import render
 
 RESULT_FIELDS = {
@@ -74,7 +74,7 @@ def expected_result(tf_model, policy, image: np.ndarray, on: dt.date, top_k: int
     inference = tf_model.infer(image[None])
     probabilities = inference.probabilities[0].astype(np.float64)
     class_id = int(np.argmax(probabilities))
-    decision = policy.decide(probabilities, on, (Reason.UNFAMILIAR,) if inference.unfamiliar[0] else ())
+    decision = policy.decide(probabilities, on, before_policy((), bool(inference.unfamiliar[0])))
     order = np.argsort(-probabilities, kind="stable")[:top_k]
     return {
         "class_id": class_id,
