@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,13 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[str]:
         written.append("soak.png")
         plt.close(fig)
     return written
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """A results.json written by the suite, as the suite held it (JSON keys are text: batch sizes back to int)."""
+    results: dict[str, Any] = json.loads(path.read_text())
+    results["raw_model"] = {int(size): rate for size, rate in results["raw_model"].items()}
+    return results
 
 
 def _row(cells: Sequence[object]) -> str:

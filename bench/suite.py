@@ -45,7 +45,7 @@ from bench.plan import (
     SOAK_RSS_GROWTH_LIMIT,
     SOAK_WINDOW_S,
 )
-from bench.report import headlines, plot, report
+from bench.report import headlines, load_results, plot, report
 from bench.scenarios import BUILDS
 from bench.server import REPO, rss_bytes, running_server
 
@@ -342,8 +342,7 @@ def run_camera(args: argparse.Namespace) -> dict[str, Any]:
     published report beside the suite's last results (docs/bench/results.json)."""
     out = Path(args.report)
     saved = out.parent / "bench" / "results.json"
-    results: dict[str, Any] = json.loads(saved.read_text())
-    results["raw_model"] = {int(size): rate for size, rate in results["raw_model"].items()}  # JSON keys are text
+    results = load_results(saved)
     results["camera"] = _dated(bench_camera(args))
     _write(results, out)
     return results

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from bench.report import headlines, report
+from bench.report import headlines, load_results, report
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def committed_results() -> dict:
-    results = json.loads((REPO / "docs" / "bench" / "results.json").read_text())
-    results["raw_model"] = {int(size): rate for size, rate in results["raw_model"].items()}  # JSON keys are text
-    return results
+    return load_results(REPO / "docs" / "bench" / "results.json")
 
 
 def test_the_committed_figures_render_every_section():
