@@ -53,7 +53,8 @@ RUN apt-get update \
 
 RUN groupadd --system --gid 10001 sorter \
     && useradd --system --uid 10001 --gid sorter --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin sorter
+        --shell /usr/sbin/nologin sorter \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/garment-sorter
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -62,7 +63,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     KERAS_HOME=/tmp/.keras \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
-    SORTER_MODEL_DIR=/srv/garment-sorter/models/fashion-cnn
+    SORTER_MODEL_DIR=/srv/garment-sorter/models/fashion-cnn \
+    SORTER_DATA_DIR=/var/lib/garment-sorter
 
 WORKDIR /srv/garment-sorter
 
@@ -71,6 +73,10 @@ COPY --from=builder /opt/venv /opt/venv
 # root (read-only to the service). Mount another models/fashion-cnn over it, or point
 # SORTER_MODEL_DIR elsewhere, to serve a different version.
 COPY models/fashion-cnn/9 ./models/fashion-cnn/9
+
+# The decision log (SQLite unless SORTER_DATABASE_URL names PostgreSQL) and its spool: mount a
+# volume here, or decisions end with the container.
+VOLUME ["/var/lib/garment-sorter"]
 
 # Numeric, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
 USER 10001:10001

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.access import Keyring
 from contract.seasons import DEFAULT_POLICY_FILE
 
 ENV_PREFIX = "SORTER_"
@@ -78,9 +79,24 @@ class Settings(BaseSettings):
 
     # Security
     api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, repr=False, description="Comma-separated; empty: no authentication"
+        default_factory=list,
+        repr=False,
+        description="Comma-separated, each name:role:secret (role: scanner, reviewer or admin) or a bare "
+        "secret (an admin); empty: no authentication",
     )
     metrics_require_key: bool = Field(False, description="With API keys set, /metrics needs one too")
+
+    # Decision log
+    data_dir: Path = Field(
+        Path("data"), description="Where the service keeps its records: the embedded database and the spool"
+    )
+    database_url: str | None = Field(
+        None,
+        repr=False,
+        description="SQLAlchemy URL of the decision log (postgresql://... for several replicas); "
+        "unset: SQLite in SORTER_DATA_DIR",
+    )
+    decision_log: bool = Field(True, description="Record every decision; off only to measure what recording costs")
 
     # Lifecycle
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long admitted work may take to finish")
@@ -96,9 +112,7 @@ class Settings(BaseSettings):
     @field_validator("api_keys")
     @classmethod
     def _check_keys(cls, keys: list[str]) -> list[str]:
-        short = [k for k in keys if len(k) < 16]
-        if short:
-            raise ValueError(f"every API key needs at least 16 characters ({len(short)} shorter)")
+        Keyring.parse(keys)  # raises ValueError naming the problem
         return keys
 
     @model_validator(mode="after")
@@ -120,8 +134,15 @@ class Settings(BaseSettings):
         return max(1, os.cpu_count() or 1)
 
     @property
+    def keyring(self) -> Keyring:
+        return Keyring.parse(self.api_keys)
+
+    @property
     def max_wait_s(self) -> float:
         return self.max_wait_ms / 1000.0
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'decisions.db'}"
 
     def resolved_model_dir(self) -> Path:
         """The model directory; a relative path missing from the working directory is also looked
@@ -142,7 +163,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         field = ".".join(str(part) for part in error["loc"]) or "settings"
         name = f"{ENV_PREFIX}{field.upper()}" if error["loc"] else "settings"
         given = error.get("input")
-        shown = "" if field == "api_keys" or isinstance(given, dict) else f" (got {given!r})"
+        shown = "" if field in ("api_keys", "database_url") or isinstance(given, dict) else f" (got {given!r})"
         lines.append(f"{name}: {error['msg']}{shown}")
     return "invalid configuration: " + "; ".join(lines)
 

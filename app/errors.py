@@ -93,6 +93,10 @@ def unauthorized() -> ApiError:
     return ApiError(401, "unauthorized", "A valid X-API-Key header is required.", {"WWW-Authenticate": "ApiKey"})
 
 
+def forbidden(has: str, needs: str) -> ApiError:
+    return ApiError(403, "forbidden", f"This key's role ({has}) may not do this; it needs the {needs} role.")
+
+
 # --- service state ---------------------------------------------------------------------------
 def queue_full(retry_after_s: int = 1) -> ApiError:
     return ApiError(
@@ -125,6 +129,14 @@ def inference_failed(reason: str) -> ApiError:
     return ApiError(500, "inference_failed", f"Inference failed: {reason}")
 
 
+def not_recorded(reason: str) -> ApiError:
+    # An answer is only given once its decision is on record (or in the fsync'd spool): a 200
+    # whose decision could be lost would break the audit trail.
+    return ApiError(
+        503, "not_recorded", f"The decision could not be recorded ({reason}); retry shortly.", {"Retry-After": "1"}
+    )
+
+
 class ClientGone(Exception):
     """The client disconnected before its request reached the model."""
 
@@ -135,6 +147,7 @@ NOT_REJECTIONS = frozenset(
         "queue_full",
         "deadline_exceeded",
         "inference_failed",
+        "not_recorded",
         "shutting_down",
         "not_found",
         "method_not_allowed",

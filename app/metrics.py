@@ -133,6 +133,31 @@ class Metrics:
             f"{PREFIX}_inflight_requests", "Classification requests accepted and not yet answered", registry=registry
         )
         self.draining = Gauge(f"{PREFIX}_draining", "1 while shutting down gracefully", registry=registry)
+        self.decisions_recorded = Counter(
+            f"{PREFIX}_decisions_recorded_total",
+            "Decisions put on record, by where they went: database, or spool (database unreachable)",
+            ["destination"],
+            registry=registry,
+        )
+        self.decision_log_write = Histogram(
+            f"{PREFIX}_decision_log_write_seconds",
+            "Duration of one decision-log transaction (one per group of answers waiting together)",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.decision_log_spool = Gauge(
+            f"{PREFIX}_decision_log_spool_records",
+            "Decisions in the spool, waiting for the database to be reachable",
+            registry=registry,
+        )
+        self.decisions_replayed = Counter(
+            f"{PREFIX}_decisions_replayed_total", "Spooled decisions replayed into the database", registry=registry
+        )
+        self.decisions_not_recorded = Counter(
+            f"{PREFIX}_decisions_not_recorded_total",
+            "Decisions neither committed nor spooled (their requests got 503 not_recorded)",
+            registry=registry,
+        )
         # Children cached: labels() takes a lock and a dict lookup per call on the hot path.
         self._request_children: dict[tuple[str, int], Counter] = {}
         self._duration_children = {route: self.request_duration.labels(route) for route in (*ROUTES, OTHER_ROUTE)}
@@ -172,6 +197,21 @@ class Metrics:
         child.inc()
         for reason in reasons:
             self._reason_children[reason].inc()
+
+    # LogObserver (app.records.log)
+    def recorded(self, destination: str, count: int, duration_s: float) -> None:
+        self.decisions_recorded.labels(destination).inc(count)
+        if destination == "database":
+            self.decision_log_write.observe(duration_s)
+
+    def replayed(self, count: int) -> None:
+        self.decisions_replayed.inc(count)
+
+    def not_recorded(self, count: int) -> None:
+        self.decisions_not_recorded.inc(count)
+
+    def watch_spool(self, pending: Callable[[], int]) -> None:
+        self.decision_log_spool.set_function(lambda: float(pending()))
 
     # BatchObserver
     def on_batch(self, size: int, queue_waits_s: Sequence[float], inference_s: float) -> None:

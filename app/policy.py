@@ -8,6 +8,9 @@ An item whose largest season mass is below the review threshold goes to the revi
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +66,18 @@ class Policy:
     membership: np.ndarray = field(repr=False, compare=False)
     _month_to_season: tuple[int | None, ...] = field(repr=False, compare=False)
 
+    @functools.cached_property
+    def version(self) -> str:
+        """A hash of everything that decides a bin (seasons, bins, months, review bin and
+        threshold, hemisphere): decisions made under different policies never share it."""
+        deciding = {
+            "seasons": [[s.name, s.bin, list(s.classes), list(s.months)] for s in self.seasons],
+            "review_bin": self.review_bin,
+            "review_threshold": self.review_threshold,
+            "hemisphere": self.hemisphere,
+        }
+        return hashlib.sha256(json.dumps(deciding, sort_keys=True).encode()).hexdigest()[:12]
+
     def season_of_class(self, class_id: int) -> Season:
         return self.seasons[int(np.argmax(self.membership[class_id]))]
 
@@ -109,6 +124,7 @@ class Policy:
         shift = 0 if self.hemisphere == "northern" else 6
         return {
             "source": self.source,
+            "version": self.version,
             "hemisphere": self.hemisphere,
             "review_bin": self.review_bin,
             "review_threshold": self.review_threshold,

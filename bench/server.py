@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +35,8 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    data_dir: Path  # SORTER_DATA_DIR: its decision log
+    own_data_dir: bool = False  # made for it, removed with it by running_server
 
     @property
     def url(self) -> str:
@@ -53,15 +56,20 @@ def start_server(
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if nice:
         command = ["nice", "-n", str(nice), *command]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    # Each server keeps its decisions in a directory of its own unless told where (never the repo's data/).
+    own_data_dir = "SORTER_DATA_DIR" not in environment
+    if own_data_dir:
+        environment["SORTER_DATA_DIR"] = tempfile.mkdtemp(prefix="garment-sorter-data-")
     with open(log_name, "wb") as log_file:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             command,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+            env=environment,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
-    server = Server(process, port, Path(log_name))
+    server = Server(process, port, Path(log_name), Path(environment["SORTER_DATA_DIR"]), own_data_dir)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -96,6 +104,8 @@ def running_server(env: dict[str, str] | None = None, nice: int = 0) -> Iterator
     finally:
         stop_server(server)
         server.log_path.unlink(missing_ok=True)
+        if server.own_data_dir:
+            shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 def process_cpu_s(pid: int) -> float | None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from app import errors
+from app.access import ApiKey, Role
 from app.service.service import Service
 
 api_key_header = APIKeyHeader(
@@ -26,18 +26,18 @@ async def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def check_api_key(service: Service, key: str | None) -> None:
-    """401 unless API keys are off or key is one of them."""
-    keys = service.settings.api_keys
-    if not keys:
-        return
-    supplied = (key or "").encode()
-    # Compare against every key, in constant time, so timing reveals neither key nor position.
-    valid = False
-    for candidate in keys:
-        valid |= hmac.compare_digest(supplied, candidate.encode())
-    if not valid:
+def check_api_key(service: Service, supplied: str | None, role: Role | None = None) -> ApiKey | None:
+    """The caller's key (None with API keys off): 401 unless it is one of them, 403 unless its
+    role may use a route meant for ``role`` (None: any key may)."""
+    keyring = service.keyring
+    if not keyring.enabled:
+        return None
+    key = keyring.find(supplied)
+    if key is None:
         raise errors.unauthorized()
+    if role is not None and not key.may(role):
+        raise errors.forbidden(key.role, role)
+    return key
 
 
 async def require_api_key(service: ServiceDep, key: Annotated[str | None, Security(api_key_header)]) -> None:

@@ -35,6 +35,7 @@ class SorterAPI(FastAPI):
                     for operation in operations.values():
                         operation.pop("security", None)
                         operation.get("responses", {}).pop("401", None)
+                        operation.get("responses", {}).pop("403", None)
             if self.open_paths is None:
                 schema.get("components", {}).pop("securitySchemes", None)
             self.openapi_schema = schema

@@ -59,6 +59,7 @@ class Timings(BaseModel):
 
 
 CLASSIFY_EXAMPLE: dict[str, Any] = {
+    "decision_id": "019ad6f2-3c41-7b9e-9a51-5f0d2c8e4a17",
     "class_id": 9,
     "label": "Ankle boot",
     "confidence": 0.987,
@@ -80,6 +81,10 @@ CLASSIFY_EXAMPLE: dict[str, Any] = {
 
 
 class ClassifyResponse(BaseModel):
+    decision_id: str = Field(
+        description="This decision's id in the decision log (a UUIDv7: ids sort by time); it is on record "
+        "before the answer is sent"
+    )
     class_id: int = Field(ge=0, le=9, description="Index into the model's class list")
     label: str = Field(description="Fashion-MNIST class name")
     confidence: float = Field(ge=0, le=1, description="Calibrated probability of the label")
@@ -201,6 +206,7 @@ class SeasonInfo(BaseModel):
 
 class PolicyInfo(BaseModel):
     source: str
+    version: str = Field(description="Hash of what decides a bin; recorded with every decision")
     hemisphere: Literal["northern", "southern"]
     review_bin: str
     review_threshold: float

@@ -24,6 +24,8 @@ from app.inference.model import Model
 from app.inference.preprocess import ModelInput
 from app.metrics import Metrics
 from app.policy import Policy
+from app.records.log import DecisionLog, NotRecorded
+from app.records.record import decision_row
 from app.service.answers import build_answer
 from app.service.lifecycle import Lifecycle
 
@@ -51,6 +53,7 @@ class RequestFlow:
         model_ref: dict[str, Any],
         batcher: Batcher,
         preprocess_pool: ThreadPoolExecutor,
+        decisions: DecisionLog | None,
     ):
         self.settings = settings
         self.metrics = metrics
@@ -60,6 +63,7 @@ class RequestFlow:
         self.model_ref = model_ref  # the answer's "model": name and version
         self.batcher = batcher
         self.preprocess_pool = preprocess_pool
+        self.decisions = decisions  # None: recording is off (SORTER_DECISION_LOG=false)
 
     # --- admission ------------------------------------------------------------------------------
     def batcher_for_admitted_work(self) -> Batcher:
@@ -109,7 +113,14 @@ class RequestFlow:
 
     # --- one image ------------------------------------------------------------------------------
     async def classify(
-        self, data: bytes, *, top_k: int, as_of: dt.date | None, item_id: str | None, disconnected: asyncio.Future[None]
+        self,
+        data: bytes,
+        *,
+        top_k: int,
+        as_of: dt.date | None,
+        item_id: str | None,
+        caller: str | None,
+        disconnected: asyncio.Future[None],
     ) -> dict[str, Any]:
         batcher = self.batcher_for_admitted_work()
         try:
@@ -131,7 +142,12 @@ class RequestFlow:
             except BatcherStopped:
                 raise errors.shutting_down() from None
         outcome = await self._await(future, disconnected)
-        return self.answer(outcome, prepared.image, prepared.preprocess_s, top_k, as_of or dt.date.today(), item_id)
+        answer = self.answer(outcome, prepared.image, prepared.preprocess_s, top_k, as_of or dt.date.today(), item_id)
+        try:
+            await self._record([answer], caller)
+        except NotRecorded as exc:
+            raise errors.not_recorded(str(exc)) from None
+        return answer
 
     # --- a batch request ------------------------------------------------------------------------
     async def classify_many(
@@ -141,6 +157,7 @@ class RequestFlow:
         top_k: int,
         as_of: dt.date | None,
         item_ids: Sequence[str | None],
+        caller: str | None,
         disconnected: asyncio.Future[None],
     ) -> list[dict[str, Any]]:
         """Every item answered in input order: its result or its own error. The whole request is
@@ -157,7 +174,34 @@ class RequestFlow:
         if disconnected.done():
             raise ClientGone()
         on = as_of or dt.date.today()
-        return [self._item(index, item, futures, top_k, on, item_ids[index]) for index, item in enumerate(prepared)]
+        entries = [self._item(index, item, futures, top_k, on, item_ids[index]) for index, item in enumerate(prepared)]
+        answered = [entry for entry in entries if entry["result"] is not None]
+        try:
+            await self._record([entry["result"] for entry in answered], caller)
+        except NotRecorded as exc:
+            error = errors.not_recorded(str(exc))
+            for entry in answered:
+                entry["result"], entry["error"] = None, {"status": error.status, **error.body()}
+        return entries
+
+    # --- the record -----------------------------------------------------------------------------
+    async def _record(self, answers: list[dict[str, Any]], caller: str | None) -> None:
+        """Put the answers' decisions on record; they may be given only once this returns."""
+        if self.decisions is None or not answers:
+            return
+        now = dt.datetime.now(dt.UTC)
+        policy = self.policy
+        rows = [
+            decision_row(
+                answer,
+                caller=caller,
+                policy_version=policy.version,
+                review_threshold=policy.review_threshold,
+                created_at=now,
+            )
+            for answer in answers
+        ]
+        await self.decisions.record(rows)
 
     async def _submit_in_chunks(
         self, batcher: Batcher, blobs: Sequence[bytes | ApiError], disconnected: asyncio.Future[None]

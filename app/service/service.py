@@ -22,6 +22,7 @@ from app.inference.loader import load_model
 from app.inference.model import Images, Model
 from app.metrics import Metrics
 from app.policy import Policy, load_policy_for
+from app.records.log import DecisionLog
 from app.service.answers import Row, infer_rows
 from app.service.flow import RequestFlow
 from app.service.lifecycle import Lifecycle
@@ -30,6 +31,7 @@ from contract.metadata import read_metadata
 from contract.versions import VersionError, latest
 
 log = logging.getLogger(__name__)
+DECISION_LOG_STOP_S = 10.0  # at stop, how long the log may take to write what is still waiting
 
 
 def preflight(settings: Settings) -> Policy:
@@ -54,6 +56,8 @@ class Service:
         self.batcher: Batcher | None = None
         self.flow: RequestFlow | None = None
         self.model_ref: dict[str, Any] = {}
+        self.keyring = settings.keyring
+        self.decisions: DecisionLog | None = None
         self.lifecycle = Lifecycle(self.metrics, settings.drain_timeout_s, self._work_idle)
         self._preprocess_pool: ThreadPoolExecutor | None = None
         self._warmup_task: asyncio.Task[None] | None = None
@@ -69,6 +73,11 @@ class Service:
         self.policy = load_policy_for(settings, model.class_names, model.review_threshold)
         self.model_ref = {"name": model.name, "version": model.version}
         self.metrics.model_info.labels(model.name, str(model.version)).set(1)
+        if settings.decision_log:
+            self.decisions = DecisionLog(
+                settings.resolved_database_url(), settings.data_dir / "spool" / "decisions.jsonl", self.metrics
+            )
+            await asyncio.to_thread(self.decisions.start)  # migrations; an unreachable database is not fatal
         self._preprocess_pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
         self.batcher = Batcher(
             self._infer,
@@ -88,6 +97,7 @@ class Service:
             model_ref=self.model_ref,
             batcher=self.batcher,
             preprocess_pool=self._preprocess_pool,
+            decisions=self.decisions,
         )
         batcher = self.batcher
         self.metrics.watch(lambda: batcher.queue_depth, lambda: self.lifecycle.inflight)
@@ -131,6 +141,8 @@ class Service:
             await self.batcher.stop(timeout_s=max(1.0, self.settings.drain_timeout_s))
         if self._preprocess_pool is not None:
             self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
+        if self.decisions is not None:  # after the batcher: every answered decision is written first
+            await asyncio.to_thread(self.decisions.stop, DECISION_LOG_STOP_S)
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Block (from another thread) until warmed up; False on timeout."""

@@ -49,12 +49,14 @@ def predicted_test_labels(tf_model: TensorFlowModel, test_set) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def make_client(tf_model: TensorFlowModel) -> Callable[..., TestClient]:
-    """A factory: create_app with settings overrides around the shared model, lifespan run, ready."""
+def make_client(tf_model: TensorFlowModel, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., TestClient]:
+    """A factory: create_app with settings overrides around the shared model, lifespan run, ready.
+    Each app keeps its decision log in a directory of its own."""
     clients: list[TestClient] = []
 
     def factory(model=None, wait: bool = True, **overrides) -> TestClient:
         overrides.setdefault("model_dir", str(MODEL_DIR))
+        overrides.setdefault("data_dir", str(tmp_path_factory.mktemp("data")))
         settings = load_settings(**overrides)
         if model is None and settings.model_backend != "null":
             model = tf_model

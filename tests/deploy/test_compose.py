@@ -99,7 +99,7 @@ def test_every_mounted_file_exists_and_named_volumes_are_declared(compose, servi
             else:
                 used_named.add(source)
     assert binds == 5
-    assert used_named == declared == {"prometheus-data", "grafana-data"}
+    assert used_named == declared == {"sorter-data", "prometheus-data", "grafana-data"}
 
 
 def mount_source(service: dict, target: str) -> Path:

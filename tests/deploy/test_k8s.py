@@ -87,7 +87,15 @@ def container(base) -> dict:
 
 
 def env_of(container: dict) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in container["env"]}
+    """Plain values; a variable from a Secret shows as secret:<name>/<key>."""
+    env = {}
+    for item in container["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = f"secret:{ref['name']}/{ref['key']}"
+    return env
 
 
 def test_kustomizations_list_exactly_the_files_present():
@@ -187,8 +195,11 @@ def test_resources_and_security(base, container):
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    # Read-only root: /tmp is the one writable place.
-    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    # Read-only root: /tmp and the decision log's data directory are the writable places.
+    assert container["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "data", "mountPath": env_of(container)["SORTER_DATA_DIR"]},
+    ]
 
 
 def test_image_and_environment(container):
@@ -197,6 +208,8 @@ def test_image_and_environment(container):
     env = env_of(container)
     assert set(env) <= sorter_env_fields(), set(env) - sorter_env_fields()
     assert env["SORTER_MODEL_DIR"] == "/srv/garment-sorter/models/fashion-cnn"
+    # Two or more replicas: one decision log in PostgreSQL, the URL (with its password) in a Secret.
+    assert env["SORTER_DATABASE_URL"] == "secret:garment-sorter-db/url"
 
 
 def test_selectors_and_references_line_up(base, container):

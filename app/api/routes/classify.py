@@ -18,6 +18,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from app import errors
+from app.access import Role
 from app.api.deps import check_api_key
 from app.api.schemas import BATCH_EXAMPLE, CLASSIFY_EXAMPLE, BatchResponse, ClassifyResponse, ErrorBody, IsoDate
 from app.errors import ApiError, ClientGone
@@ -95,16 +96,18 @@ def _query(request: Request) -> tuple[int | None, dt.date | None]:
     return values[0], values[1]
 
 
-def _service(request: Request) -> Service:
+def _service(request: Request) -> tuple[Service, str | None]:
+    """The service, and the caller's name for the decision log (None with API keys off)."""
     service: Service = request.app.state.service
-    check_api_key(service, request.headers.get("x-api-key"))
-    return service
+    key = check_api_key(service, request.headers.get("x-api-key"), Role.SCANNER)
+    return service, None if key is None else key.name
 
 
 def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "Empty image or malformed multipart body (codes: empty_image, malformed_multipart)",
         401: "Missing or invalid X-API-Key (code: unauthorized)",
+        403: "The key's role may not classify (code: forbidden)",
         413: "Body, image or file count over its limit (codes: body_too_large, image_too_large, too_many_files)",
         415: (
             "Not an accepted image "
@@ -113,7 +116,8 @@ def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         422: "Missing field or invalid parameter (codes: missing_field, validation_error)",
         500: "The model failed on this batch (code: inference_failed)",
         503: (
-            "Not ready, draining or queue full (codes: not_ready, draining, queue_full, shutting_down); see Retry-After"
+            "Not ready, draining, queue full or the decision could not be recorded "
+            "(codes: not_ready, draining, queue_full, shutting_down, not_recorded); see Retry-After"
         ),
         504: "Not answered within the deadline (code: deadline_exceeded)",
     }
@@ -249,12 +253,12 @@ def _item_id(value: Any, limit: int, name: str = "item_id") -> str | None:
     summary="Classify one photo and say where it goes",
     responses={
         200: {"content": {"application/json": {"example": CLASSIFY_EXAMPLE}}},
-        **_error_responses(400, 401, 413, 415, 422, 500, 503, 504),
+        **_error_responses(400, 401, 403, 413, 415, 422, 500, 503, 504),
     },
     openapi_extra={**CLASSIFY_BODY, "parameters": [*QUERY_PARAMETERS, ITEM_ID_HEADER], "security": SECURITY},
 )
 async def classify(request: Request) -> Response:
-    service = _service(request)
+    service, caller = _service(request)
     top_k, as_of = _query(request)
     x_item_id = request.headers.get("x-item-id")
     settings, flow = service.settings, service.request_flow
@@ -285,7 +289,12 @@ async def classify(request: Request) -> Response:
     async with disconnect_watch(request) as gone:
         try:
             body = await flow.classify(
-                data, top_k=top_k or settings.default_top_k, as_of=as_of, item_id=item_id, disconnected=gone
+                data,
+                top_k=top_k or settings.default_top_k,
+                as_of=as_of,
+                item_id=item_id,
+                caller=caller,
+                disconnected=gone,
             )
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -302,12 +311,12 @@ async def classify(request: Request) -> Response:
     "error (same codes as POST /classify): one bad image never fails the others.",
     responses={
         200: {"content": {"application/json": {"example": BATCH_EXAMPLE}}},
-        **_error_responses(400, 401, 413, 415, 422, 503),
+        **_error_responses(400, 401, 403, 413, 415, 422, 503),
     },
     openapi_extra={**BATCH_BODY, "parameters": QUERY_PARAMETERS, "security": SECURITY},
 )
 async def classify_batch(request: Request) -> Response:
-    service = _service(request)
+    service, caller = _service(request)
     top_k, as_of = _query(request)
     settings, flow = service.settings, service.request_flow
     flow.batcher_for_admitted_work()  # 503 not_ready comes before 415
@@ -344,7 +353,12 @@ async def classify_batch(request: Request) -> Response:
     async with disconnect_watch(request) as gone:
         try:
             results = await flow.classify_many(
-                blobs, top_k=top_k or settings.default_top_k, as_of=as_of, item_ids=item_ids, disconnected=gone
+                blobs,
+                top_k=top_k or settings.default_top_k,
+                as_of=as_of,
+                item_ids=item_ids,
+                caller=caller,
+                disconnected=gone,
             )
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED_REQUEST)

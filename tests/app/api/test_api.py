@@ -7,6 +7,7 @@ import datetime as dt
 import gc
 import json
 import threading
+import uuid
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from app.reasons import before_policy
 from bench.scanner import render
 
 RESULT_FIELDS = {
+    "decision_id",
     "class_id",
     "label",
     "confidence",
@@ -101,7 +103,8 @@ def expected_result(tf_model, policy, image: np.ndarray, on: dt.date, top_k: int
 def check_result(body: dict, expected: dict, item_id: str | None) -> None:
     ClassifyResponse.model_validate(body)
     assert set(body) == RESULT_FIELDS
-    assert {k: v for k, v in body.items() if k not in ("item_id", "timings_ms")} == expected
+    assert uuid.UUID(body["decision_id"]).version == 7
+    assert {k: v for k, v in body.items() if k not in ("decision_id", "item_id", "timings_ms")} == expected
     assert body["item_id"] == item_id
     assert set(body["timings_ms"]) == {"preprocess", "queue", "inference"}
     assert all(v >= 0 for v in body["timings_ms"].values())

@@ -1,0 +1,38 @@
+"""The decision log's tables, as SQLAlchemy Core. Alembic migrations (``migrations/versions``)
+create them; a change here needs a new migration (``tests/app/records/test_migrations.py`` holds
+the two to each other)."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table
+
+metadata = MetaData()
+
+ID_LENGTH = 36  # a UUID's text form
+ITEM_ID_LENGTH = 128  # the most SORTER_MAX_ITEM_ID_LENGTH may be set to and still be stored
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("decision_id", String(ID_LENGTH), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("item_id", String(ITEM_ID_LENGTH), nullable=True, index=True),
+    Column("caller", String(64), nullable=True),  # the API key's name; null with keys off
+    Column("model_name", String(64), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("policy_version", String(16), nullable=False),
+    Column("review_threshold", Float, nullable=True),
+    Column("class_id", Integer, nullable=False),
+    Column("label", String(32), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("top_k", JSON, nullable=False),
+    Column("season", String(32), nullable=False),
+    Column("bin", String(64), nullable=False),
+    Column("zone", String(16), nullable=False),
+    Column("needs_review", Boolean, nullable=False),
+    Column("review_reasons", JSON, nullable=False),
+    Column("box", JSON, nullable=True),
+    Column("timings_ms", JSON, nullable=False),
+    Column("photo_sha256", String(64), nullable=True),  # the stored photo, when one is kept
+    Index("ix_decisions_review_queue", "needs_review", "created_at"),
+)
