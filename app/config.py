@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     max_batch_body_bytes: int = Field(256 * MiB, ge=1024, description="POST /classify/batch body limit")
     max_batch_files: int = Field(256, ge=1, description="Files per POST /classify/batch; more: 413 too_many_files")
     max_image_pixels: int = Field(40_000_000, ge=784, description="Larger images are refused before decoding")
-    max_item_id_length: int = Field(128, ge=1, description="Longest item_id (characters); longer: 422")
+    # At most the decision log's item_id column (app.records.schema.ITEM_ID_LENGTH).
+    max_item_id_length: int = Field(128, ge=1, le=128, description="Longest item_id (characters); longer: 422")
     max_header_bytes: int = Field(
         32 * 1024, ge=1024, description="Request line plus headers; a larger head is answered 431 (serve only)"
     )
@@ -97,6 +98,12 @@ class Settings(BaseSettings):
         "unset: SQLite in SORTER_DATA_DIR",
     )
     decision_log: bool = Field(True, description="Record every decision; off only to measure what recording costs")
+    audit_rate: float = Field(
+        0.01, ge=0, le=1, description="Share of auto-sorted items whose photo is kept for the audit sample"
+    )
+    photo_retention_days: float = Field(
+        30.0, gt=0, description="Kept photos are removed this long after they were stored; decisions stay"
+    )
 
     # Lifecycle
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long admitted work may take to finish")

@@ -97,6 +97,33 @@ def forbidden(has: str, needs: str) -> ApiError:
     return ApiError(403, "forbidden", f"This key's role ({has}) may not do this; it needs the {needs} role.")
 
 
+# --- the decision log ------------------------------------------------------------------------
+def decision_not_found(decision_id: str) -> ApiError:
+    return ApiError(404, "decision_not_found", f"No decision {decision_id!r} is on record.")
+
+
+def photo_not_kept() -> ApiError:
+    return ApiError(404, "photo_not_kept", "No photo is kept for this decision (never kept, or past its retention).")
+
+
+def already_reviewed(latest_review_id: str | None) -> ApiError:
+    if latest_review_id is not None:
+        detail = f"This decision is reviewed already; to correct it, send corrects={latest_review_id!r}."
+    else:  # a concurrent reviewer won, or `corrects` named a review the decision does not have
+        detail = "This decision has no review to correct, or another reviewer's review was recorded first."
+    return ApiError(409, "already_reviewed", detail)
+
+
+def decision_log_off() -> ApiError:
+    return ApiError(503, "decision_log_off", "The decision log is off (SORTER_DECISION_LOG=false).")
+
+
+def records_unavailable(reason: str) -> ApiError:
+    return ApiError(
+        503, "records_unavailable", f"The decision log's database is unreachable ({reason}).", {"Retry-After": "1"}
+    )
+
+
 # --- service state ---------------------------------------------------------------------------
 def queue_full(retry_after_s: int = 1) -> ApiError:
     return ApiError(
@@ -148,6 +175,8 @@ NOT_REJECTIONS = frozenset(
         "deadline_exceeded",
         "inference_failed",
         "not_recorded",
+        "records_unavailable",
+        "decision_log_off",
         "shutting_down",
         "not_found",
         "method_not_allowed",

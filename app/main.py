@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from app.api.handlers import install_error_handlers
 from app.api.middleware import ServiceMiddleware
 from app.api.openapi import SorterAPI
-from app.api.routes import classify, docs, health, info, metrics
+from app.api.routes import classify, docs, health, info, metrics, reviews
 from app.config import Settings, load_settings
 from app.inference.model import Model
 from app.service.service import Service
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         redoc_url=None,
     )
     app.state.service = service
-    for router in (classify.router, health.router, info.router, metrics.router):
+    for router in (classify.router, health.router, info.router, metrics.router, reviews.router):
         app.include_router(router)
     docs.install(app)
     app.configure_security_docs(settings)

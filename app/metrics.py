@@ -133,6 +133,30 @@ class Metrics:
             f"{PREFIX}_inflight_requests", "Classification requests accepted and not yet answered", registry=registry
         )
         self.draining = Gauge(f"{PREFIX}_draining", "1 while shutting down gracefully", registry=registry)
+        self.reviews = Counter(
+            f"{PREFIX}_reviews_total",
+            "Reviews recorded, by the model's label, the reviewer's label and whether the item was in the "
+            "audit sample (audit=true: an unbiased sample of auto-sorted items, so their agreement is live accuracy)",
+            ["model_label", "reviewed_label", "audit"],
+            registry=registry,
+        )
+        self.review_backlog = Gauge(
+            f"{PREFIX}_review_backlog", "Items sent to REVIEW and not reviewed yet", registry=registry
+        )
+        self.review_oldest_pending = Gauge(
+            f"{PREFIX}_review_oldest_pending_seconds",
+            "Age of the oldest item waiting for review (0 when none waits)",
+            registry=registry,
+        )
+        self.kept_photos = Counter(f"{PREFIX}_photos_kept_total", "Photos kept for review or audit", registry=registry)
+        self.unkept_photos = Counter(
+            f"{PREFIX}_photos_not_kept_total",
+            "Photos that should have been kept and were not (the disk refused: full, or failing)",
+            registry=registry,
+        )
+        self.purged_photos = Counter(
+            f"{PREFIX}_photos_purged_total", "Photo files removed past SORTER_PHOTO_RETENTION_DAYS", registry=registry
+        )
         self.decisions_recorded = Counter(
             f"{PREFIX}_decisions_recorded_total",
             "Decisions put on record, by where they went: database, or spool (database unreachable)",
@@ -197,6 +221,19 @@ class Metrics:
         child.inc()
         for reason in reasons:
             self._reason_children[reason].inc()
+
+    def reviewed(self, model_label: str, reviewed_label: str, audit: bool) -> None:
+        self.reviews.labels(model_label, reviewed_label, "true" if audit else "false").inc()
+
+    # PhotoObserver (app.records.keeper)
+    def photos_kept(self, count: int) -> None:
+        self.kept_photos.inc(count)
+
+    def photos_not_kept(self, count: int) -> None:
+        self.unkept_photos.inc(count)
+
+    def photos_purged(self, count: int) -> None:
+        self.purged_photos.inc(count)
 
     # LogObserver (app.records.log)
     def recorded(self, destination: str, count: int, duration_s: float) -> None:

@@ -108,6 +108,11 @@ class Policy:
             reasons=reasons,
         )
 
+    def place(self, class_id: int, on: dt.date) -> Decision:
+        """Where a garment known to be ``class_id`` goes (a reviewer's verdict): its season's bin."""
+        season = self.season_of_class(class_id)
+        return self.decide_index(self.seasons.index(season), 1.0, on)
+
     def decide(
         self, probabilities: Sequence[float] | np.ndarray, on: dt.date, reasons: tuple[Reason, ...] = ()
     ) -> Decision:

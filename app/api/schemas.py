@@ -214,3 +214,67 @@ class PolicyInfo(BaseModel):
     current_season: str | None
     as_of: str
     seasons: list[SeasonInfo]
+
+
+# --- the decision log and reviews ---------------------------------------------------------------
+class ReviewRecord(BaseModel):
+    review_id: str
+    decision_id: str
+    sequence: int = Field(ge=1, description="1 for the first review; a correction takes the next number")
+    corrects: str | None = Field(description="The review this one corrects (both are kept)")
+    created_at: dt.datetime
+    reviewer: str = Field(description="The reviewer key's name, or the name given when keys are off")
+    class_id: int = Field(ge=0, le=9, description="The garment's class, as the reviewer saw it")
+    label: str
+    season: str
+    bin: str = Field(description="Where the garment goes, from the policy for the reviewed class")
+    zone: Literal["forward", "reserve"]
+    policy_version: str
+
+
+class DecisionRecord(BaseModel):
+    decision_id: str
+    created_at: dt.datetime
+    item_id: str | None
+    caller: str | None = Field(description="The API key's name (null when keys are off)")
+    model_name: str
+    model_version: int
+    policy_version: str
+    review_threshold: float | None
+    class_id: int
+    label: str
+    confidence: float
+    top_k: list[ClassScore]
+    season: str
+    bin: str
+    zone: Literal["forward", "reserve"]
+    needs_review: bool
+    review_reasons: list[Reason]
+    box: GarmentBox | None
+    timings_ms: Timings
+    photo_sha256: str | None = Field(description="The kept photo (GET .../photo); null when none was kept")
+    audit: bool = Field(description="In the random audit sample of auto-sorted items")
+    reviews: list[ReviewRecord] = Field(description="Oldest first; the last one is the verdict")
+
+
+class DecisionList(BaseModel):
+    items: list[DecisionRecord]
+
+
+class ReviewQueue(BaseModel):
+    items: list[DecisionRecord] = Field(description="Unreviewed, oldest first")
+    pending: int = Field(description="Unreviewed decisions in this queue, all pages")
+    oldest_pending_age_s: float | None
+    next_after: str | None = Field(description="Pass as `after` for the next page; null on the last page")
+
+
+class ReviewRequest(BaseModel):
+    class_id: int = Field(ge=0, le=9, description="The garment's true class")
+    reviewer: str | None = Field(
+        default=None, max_length=64, description="Who reviewed, when keys are off (with keys: the key's name)"
+    )
+    corrects: str | None = Field(
+        default=None, max_length=36, description="The latest review's id, to correct it; omit for a first review"
+    )
+
+    model_config = ConfigDict(extra="forbid")

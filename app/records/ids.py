@@ -1,10 +1,10 @@
-"""Decision ids: UUIDv7, so ids sort by time (an index on them is an index on arrival order) and
-replicas mint them without coordination."""
+"""Record ids (decisions, reviews): UUIDv7, so ids sort by time (an index on them is an index on
+arrival order) and replicas mint them without coordination."""
 
 from __future__ import annotations
 
 from uuid6 import uuid7
 
 
-def new_decision_id() -> str:
+def new_id() -> str:
     return str(uuid7())

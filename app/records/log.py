@@ -86,6 +86,10 @@ class DecisionLog:
             self.engine.dispose()
 
     @property
+    def migrated(self) -> bool:
+        return self._migrated
+
+    @property
     def backlog(self) -> int:
         return self.spool.pending
 

@@ -15,6 +15,7 @@ def decision_row(
     review_threshold: float | None,
     created_at: dt.datetime,
     photo_sha256: str | None = None,
+    audit: bool = False,
 ) -> dict[str, Any]:
     return {
         "decision_id": answer["decision_id"],
@@ -37,4 +38,5 @@ def decision_row(
         "box": answer["box"],
         "timings_ms": answer["timings_ms"],
         "photo_sha256": photo_sha256,
+        "audit": audit,
     }

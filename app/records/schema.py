@@ -4,7 +4,20 @@ the two to each other)."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -34,5 +47,27 @@ decisions = Table(
     Column("box", JSON, nullable=True),
     Column("timings_ms", JSON, nullable=False),
     Column("photo_sha256", String(64), nullable=True),  # the stored photo, when one is kept
+    Column("audit", Boolean, nullable=False),  # in the random audit sample of auto-sorted items
     Index("ix_decisions_review_queue", "needs_review", "created_at"),
+)
+
+# A person's verdict on a decision. The first review of a decision has sequence 1; a correction
+# names the review it corrects and takes the next number. (decision_id, sequence) is unique, so of
+# two reviewers answering the same item at once exactly one is recorded.
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("review_id", String(ID_LENGTH), primary_key=True),
+    Column("decision_id", String(ID_LENGTH), ForeignKey("decisions.decision_id"), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("corrects", String(ID_LENGTH), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("reviewer", String(64), nullable=False),
+    Column("class_id", Integer, nullable=False),
+    Column("label", String(32), nullable=False),
+    Column("season", String(32), nullable=False),
+    Column("bin", String(64), nullable=False),
+    Column("zone", String(16), nullable=False),
+    Column("policy_version", String(16), nullable=False),
+    UniqueConstraint("decision_id", "sequence", name="uq_reviews_decision_sequence"),
 )

@@ -13,7 +13,7 @@ from app.inference.preprocess import ModelInput
 from app.metrics import Metrics
 from app.policy import Policy
 from app.reasons import before_policy
-from app.records.ids import new_decision_id
+from app.records.ids import new_id
 
 
 class Row(NamedTuple):
@@ -68,7 +68,7 @@ def build_answer(
     metrics.predicted(names[class_id], decision.bin, decision.reasons)
     probabilities = row.probabilities
     return {
-        "decision_id": new_decision_id(),
+        "decision_id": new_id(),
         "class_id": class_id,
         "label": names[class_id],
         "confidence": probabilities[class_id],

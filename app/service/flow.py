@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from app import errors
 from app.config import Settings
 from app.errors import ApiError, ClientGone
@@ -24,6 +26,7 @@ from app.inference.model import Model
 from app.inference.preprocess import ModelInput
 from app.metrics import Metrics
 from app.policy import Policy
+from app.records.keeper import PhotoKeeper
 from app.records.log import DecisionLog, NotRecorded
 from app.records.record import decision_row
 from app.service.answers import build_answer
@@ -41,6 +44,15 @@ class Prepared:
     preprocess_s: float
 
 
+@dataclass(slots=True)
+class Answered:
+    """An answer on its way to the record, with the photo it was made from."""
+
+    answer: dict[str, Any]
+    photo: bytes
+    seen: np.ndarray  # the 28x28 image the model saw
+
+
 class RequestFlow:
     def __init__(
         self,
@@ -54,6 +66,7 @@ class RequestFlow:
         batcher: Batcher,
         preprocess_pool: ThreadPoolExecutor,
         decisions: DecisionLog | None,
+        photos: PhotoKeeper,
     ):
         self.settings = settings
         self.metrics = metrics
@@ -64,6 +77,7 @@ class RequestFlow:
         self.batcher = batcher
         self.preprocess_pool = preprocess_pool
         self.decisions = decisions  # None: recording is off (SORTER_DECISION_LOG=false)
+        self.photos = photos
 
     # --- admission ------------------------------------------------------------------------------
     def batcher_for_admitted_work(self) -> Batcher:
@@ -144,7 +158,7 @@ class RequestFlow:
         outcome = await self._await(future, disconnected)
         answer = self.answer(outcome, prepared.image, prepared.preprocess_s, top_k, as_of or dt.date.today(), item_id)
         try:
-            await self._record([answer], caller)
+            await self._record([Answered(answer, data, prepared.image.pixels)], caller)
         except NotRecorded as exc:
             raise errors.not_recorded(str(exc)) from None
         return answer
@@ -177,7 +191,7 @@ class RequestFlow:
         entries = [self._item(index, item, futures, top_k, on, item_ids[index]) for index, item in enumerate(prepared)]
         answered = [entry for entry in entries if entry["result"] is not None]
         try:
-            await self._record([entry["result"] for entry in answered], caller)
+            await self._record([self._answered(entry, blobs, prepared) for entry in answered], caller)
         except NotRecorded as exc:
             error = errors.not_recorded(str(exc))
             for entry in answered:
@@ -185,21 +199,38 @@ class RequestFlow:
         return entries
 
     # --- the record -----------------------------------------------------------------------------
-    async def _record(self, answers: list[dict[str, Any]], caller: str | None) -> None:
-        """Put the answers' decisions on record; they may be given only once this returns."""
-        if self.decisions is None or not answers:
+    @staticmethod
+    def _answered(entry: dict[str, Any], blobs: Sequence[bytes | ApiError], prepared: list[Prepared]) -> Answered:
+        index = entry["index"]
+        data, seen = blobs[index], prepared[index].image
+        assert isinstance(data, bytes) and seen is not None  # an entry with a result had both
+        return Answered(entry["result"], data, seen.pixels)
+
+    async def _record(self, answered: list[Answered], caller: str | None) -> None:
+        """Put the answers' decisions on record, with the photos kept for review and audit; the
+        answers may be given only once this returns."""
+        if self.decisions is None or not answered:
             return
+        audit = [not a.answer["needs_review"] and self.photos.audit_draw() for a in answered]
+        kept = [a for a, sampled in zip(answered, audit, strict=True) if a.answer["needs_review"] or sampled]
+        stored: dict[int, str | None] = {}
+        if kept:
+            loop = asyncio.get_running_loop()
+            references = await loop.run_in_executor(self.preprocess_pool, self.photos.keep, kept)
+            stored = {id(a): reference for a, reference in zip(kept, references, strict=True)}
         now = dt.datetime.now(dt.UTC)
         policy = self.policy
         rows = [
             decision_row(
-                answer,
+                a.answer,
                 caller=caller,
                 policy_version=policy.version,
                 review_threshold=policy.review_threshold,
                 created_at=now,
+                photo_sha256=stored.get(id(a)),
+                audit=sampled,
             )
-            for answer in answers
+            for a, sampled in zip(answered, audit, strict=True)
         ]
         await self.decisions.record(rows)
 

@@ -15,6 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sqlalchemy import Engine
+
 from app import errors
 from app.config import Settings
 from app.inference.batcher import Batcher
@@ -22,9 +24,12 @@ from app.inference.loader import load_model
 from app.inference.model import Images, Model
 from app.metrics import Metrics
 from app.policy import Policy, load_policy_for
+from app.records.keeper import PhotoKeeper
 from app.records.log import DecisionLog
+from app.records.photos import PhotoStore
 from app.service.answers import Row, infer_rows
 from app.service.flow import RequestFlow
+from app.service.housekeeping import Housekeeping
 from app.service.lifecycle import Lifecycle
 from contract.classes import CLASS_NAMES
 from contract.metadata import read_metadata
@@ -58,6 +63,8 @@ class Service:
         self.model_ref: dict[str, Any] = {}
         self.keyring = settings.keyring
         self.decisions: DecisionLog | None = None
+        self.photos = PhotoKeeper(PhotoStore(settings.data_dir / "photos"), settings.audit_rate, self.metrics)
+        self.housekeeping: Housekeeping | None = None
         self.lifecycle = Lifecycle(self.metrics, settings.drain_timeout_s, self._work_idle)
         self._preprocess_pool: ThreadPoolExecutor | None = None
         self._warmup_task: asyncio.Task[None] | None = None
@@ -78,6 +85,8 @@ class Service:
                 settings.resolved_database_url(), settings.data_dir / "spool" / "decisions.jsonl", self.metrics
             )
             await asyncio.to_thread(self.decisions.start)  # migrations; an unreachable database is not fatal
+            self.housekeeping = Housekeeping(self.decisions, self.photos, self.metrics, settings.photo_retention_days)
+            self.housekeeping.start()
         self._preprocess_pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
         self.batcher = Batcher(
             self._infer,
@@ -98,6 +107,7 @@ class Service:
             batcher=self.batcher,
             preprocess_pool=self._preprocess_pool,
             decisions=self.decisions,
+            photos=self.photos,
         )
         batcher = self.batcher
         self.metrics.watch(lambda: batcher.queue_depth, lambda: self.lifecycle.inflight)
@@ -141,6 +151,8 @@ class Service:
             await self.batcher.stop(timeout_s=max(1.0, self.settings.drain_timeout_s))
         if self._preprocess_pool is not None:
             self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
+        if self.housekeeping is not None:
+            await self.housekeeping.stop()
         if self.decisions is not None:  # after the batcher: every answered decision is written first
             await asyncio.to_thread(self.decisions.stop, DECISION_LOG_STOP_S)
 
@@ -165,6 +177,13 @@ class Service:
         if self.policy is None:
             raise errors.not_ready()
         return self.policy
+
+    @property
+    def records_engine(self) -> Engine:
+        """The decision log's database (503 decision_log_off when recording is off)."""
+        if self.decisions is None or self.decisions.engine is None:
+            raise errors.decision_log_off()
+        return self.decisions.engine
 
     @property
     def request_flow(self) -> RequestFlow:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.inference.model import Inference
 from app.inference.tensorflow_model import TensorFlowModel
@@ -66,3 +67,24 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
         time.sleep(0.001)
+
+
+def samples(metrics_text: str) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def metric(client, metric_name: str, /, **labels) -> float:
+    return samples(client.get("/metrics").text).get((metric_name, tuple(sorted(labels.items()))), 0.0)
+
+
+def assert_error(response, status: int, code: str, detail: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"detail", "code"} and body["code"] == code, body
+    assert isinstance(body["detail"], str) and body["detail"]
+    if detail is not None:
+        assert body["detail"] == detail

@@ -12,8 +12,7 @@ import uuid
 import numpy as np
 import pytest
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
-from service_helpers import encode, png, wait_until
+from service_helpers import assert_error, encode, metric, png, samples, wait_until
 
 from app.api.schemas import BatchResponse, ClassifyResponse, ModelInfo, PolicyInfo
 from app.config import DEFAULT_POLICY_FILE
@@ -38,27 +37,6 @@ RESULT_FIELDS = {
     "timings_ms",
 }
 KEY_A, KEY_B = "a" * 16 + "-scanner-one", "b" * 16 + "-scanner-two"
-
-
-def samples(metrics_text: str) -> dict[tuple[str, tuple], float]:
-    out = {}
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
-
-
-def metric(client, metric_name: str, /, **labels) -> float:
-    return samples(client.get("/metrics").text).get((metric_name, tuple(sorted(labels.items()))), 0.0)
-
-
-def assert_error(response, status: int, code: str, detail: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"detail", "code"} and body["code"] == code, body
-    assert isinstance(body["detail"], str) and body["detail"]
-    if detail is not None:
-        assert body["detail"] == detail
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.metrics import Metrics
 from app.records.database import connect, migrate
-from app.records.ids import new_decision_id
+from app.records.ids import new_id
 from app.records.log import DecisionLog
 from app.records.schema import decisions
 from app.records.spool import Spool
@@ -22,7 +22,7 @@ needs_postgresql = pytest.mark.skipif(not available(), reason="PostgreSQL binari
 
 def row(item_id: str | None = None, created_at: dt.datetime | None = None) -> dict:
     return {
-        "decision_id": new_decision_id(),
+        "decision_id": new_id(),
         "created_at": created_at or dt.datetime.now(dt.UTC),
         "item_id": item_id,
         "caller": "scanner-1",
@@ -42,6 +42,7 @@ def row(item_id: str | None = None, created_at: dt.datetime | None = None) -> di
         "box": {"left": 1, "top": 2, "right": 30, "bottom": 40},
         "timings_ms": {"preprocess": 1.0, "queue": 0.1, "inference": 2.0},
         "photo_sha256": None,
+        "audit": False,
     }
 
 

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("box", sa.JSON, nullable=True),
         sa.Column("timings_ms", sa.JSON, nullable=False),
         sa.Column("photo_sha256", sa.String(64), nullable=True),
+        sa.Column("audit", sa.Boolean, nullable=False),
     )
     op.create_index("ix_decisions_item_id", "decisions", ["item_id"])
     op.create_index("ix_decisions_review_queue", "decisions", ["needs_review", "created_at"])
