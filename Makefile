@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-APT_PACKAGES := dataset-fashion-mnist prometheus wrk
+APT_PACKAGES := dataset-fashion-mnist prometheus wrk postgresql chromium chromium-driver
 
 .PHONY: serve test lint bench install install-dev apt-deps
 
@@ -25,7 +25,8 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-# Debian packages the tests use for real: the dataset, Prometheus/promtool, wrk.
+# Debian packages the tests use for real: the dataset, Prometheus/promtool, wrk, PostgreSQL (a
+# throwaway cluster per test), Chromium and its driver (the review station in a real browser).
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         "secret (an admin); empty: no authentication",
     )
     metrics_require_key: bool = Field(False, description="With API keys set, /metrics needs one too")
+    session_secret: str | None = Field(
+        None,
+        repr=False,
+        min_length=32,
+        description="Signs the review station's session cookies; the same on every replica. Unset: a "
+        "random one per process (reviewers sign in again after a restart)",
+    )
 
     # Decision log
     data_dir: Path = Field(
@@ -170,7 +177,11 @@ def describe_validation_error(exc: ValidationError) -> str:
         field = ".".join(str(part) for part in error["loc"]) or "settings"
         name = f"{ENV_PREFIX}{field.upper()}" if error["loc"] else "settings"
         given = error.get("input")
-        shown = "" if field in ("api_keys", "database_url") or isinstance(given, dict) else f" (got {given!r})"
+        shown = (
+            ""
+            if field in ("api_keys", "database_url", "session_secret") or isinstance(given, dict)
+            else f" (got {given!r})"
+        )
         lines.append(f"{name}: {error['msg']}{shown}")
     return "invalid configuration: " + "; ".join(lines)
 

@@ -93,6 +93,10 @@ def unauthorized() -> ApiError:
     return ApiError(401, "unauthorized", "A valid X-API-Key header is required.", {"WWW-Authenticate": "ApiKey"})
 
 
+def csrf_failed() -> ApiError:
+    return ApiError(403, "csrf_failed", "The form's CSRF token is missing or wrong; reload the page and retry.")
+
+
 def forbidden(has: str, needs: str) -> ApiError:
     return ApiError(403, "forbidden", f"This key's role ({has}) may not do this; it needs the {needs} role.")
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from app.api.handlers import install_error_handlers
 from app.api.middleware import ServiceMiddleware
@@ -14,6 +15,7 @@ from app.api.routes import classify, docs, health, info, metrics, reviews
 from app.config import Settings, load_settings
 from app.inference.model import Model
 from app.service.service import Service
+from app.station import routes as station
 
 DESCRIPTION = """Photograph an incoming clothing item, POST it here, put it where the answer says.
 
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     app.state.service = service
     for router in (classify.router, health.router, info.router, metrics.router, reviews.router):
         app.include_router(router)
+    app.include_router(station.router)
+    app.mount("/review/static", StaticFiles(directory=station.STATIC_DIR), name="station-static")
     docs.install(app)
     app.configure_security_docs(settings)
     install_error_handlers(app, service)

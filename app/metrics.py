@@ -54,6 +54,9 @@ ROUTES = (
     "/metrics",
     "/v1/model",
     "/v1/policy",
+    "/v1/reviews",
+    "/v1/decisions",
+    "/review",
     "/docs",
     "/openapi.json",
 )
@@ -264,5 +267,14 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+# Routes with ids in their path, counted under their prefix (label values stay a fixed set).
+PREFIXED = ("/v1/decisions", "/review")
+
+
 def route_label(path: str) -> str:
-    return path if path in ROUTES else OTHER_ROUTE
+    if path in ROUTES:
+        return path
+    for prefix in PREFIXED:
+        if path.startswith(prefix + "/"):
+            return prefix
+    return OTHER_ROUTE

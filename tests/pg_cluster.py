@@ -29,7 +29,12 @@ def pg_binary(name: str) -> str | None:
 
 
 def available() -> bool:
-    return pg_binary("initdb") is not None and pg_binary("pg_ctl") is not None
+    """Whether the binaries are here; in CI (CI=true) they must be, so a missing package fails
+    the run instead of skipping its tests unseen."""
+    found = pg_binary("initdb") is not None and pg_binary("pg_ctl") is not None
+    if not found and os.environ.get("CI") == "true":
+        raise RuntimeError("CI needs PostgreSQL's binaries (apt-get install postgresql)")
+    return found
 
 
 @dataclass

@@ -61,6 +61,15 @@ class PhotoStore:
         return removed
 
 
+def media_type(data: bytes) -> str:
+    """The stored photo's media type, from its content (stored as received, so it may be anything)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.get_format_mimetype() or "application/octet-stream"
+    except Exception:  # bytes PIL cannot name are served as bytes
+        return "application/octet-stream"
+
+
 def _write_whole(path: Path, data: bytes) -> None:
     if path.exists():  # the same content stored again: it counts as new for the retention clock
         os.utime(path)

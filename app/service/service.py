@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,6 +32,7 @@ from app.service.answers import Row, infer_rows
 from app.service.flow import RequestFlow
 from app.service.housekeeping import Housekeeping
 from app.service.lifecycle import Lifecycle
+from app.station.session import Sessions
 from contract.classes import CLASS_NAMES
 from contract.metadata import read_metadata
 from contract.versions import VersionError, latest
@@ -65,6 +67,7 @@ class Service:
         self.decisions: DecisionLog | None = None
         self.photos = PhotoKeeper(PhotoStore(settings.data_dir / "photos"), settings.audit_rate, self.metrics)
         self.housekeeping: Housekeeping | None = None
+        self.sessions = Sessions(settings.session_secret or secrets.token_urlsafe(32))
         self.lifecycle = Lifecycle(self.metrics, settings.drain_timeout_s, self._work_idle)
         self._preprocess_pool: ThreadPoolExecutor | None = None
         self._warmup_task: asyncio.Task[None] | None = None

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import io
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Security
 from fastapi.responses import Response
-from PIL import Image
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,7 +18,8 @@ from app.access import Role
 from app.api.deps import ServiceDep, api_key_header, check_api_key
 from app.api.schemas import DecisionList, DecisionRecord, ErrorBody, ReviewQueue, ReviewRecord, ReviewRequest
 from app.records import queries
-from app.records.ids import new_id
+from app.records.photos import media_type
+from app.service.reviewing import record_review
 from app.service.service import Service
 
 T = TypeVar("T")
@@ -121,15 +120,7 @@ async def decision_photo(
     data = None if sha256 is None else await asyncio.to_thread(service.photos.read, sha256, view == "seen")
     if data is None:
         raise errors.photo_not_kept()
-    return Response(data, media_type=_media_type(data), headers={"Cache-Control": "private, max-age=86400"})
-
-
-def _media_type(data: bytes) -> str:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.get_format_mimetype() or "application/octet-stream"
-    except Exception:  # stored as received: bytes PIL cannot name are served as bytes
-        return "application/octet-stream"
+    return Response(data, media_type=media_type(data), headers={"Cache-Control": "private, max-age=86400"})
 
 
 @router.post(
@@ -147,25 +138,5 @@ def _media_type(data: bytes) -> str:
 async def review(
     service: ServiceDep, decision_id: DecisionId, verdict: ReviewRequest, key_name: ReviewerDep
 ) -> dict[str, Any]:
-    policy = service.loaded_policy
-    now = dt.datetime.now(dt.UTC)
-    placed = policy.place(verdict.class_id, now.date())
-    label = policy.class_names[verdict.class_id]
-    row: dict[str, Any] = {
-        "review_id": new_id(),
-        "decision_id": decision_id,
-        "created_at": now,
-        "reviewer": key_name or verdict.reviewer or "anonymous",
-        "class_id": verdict.class_id,
-        "label": label,
-        "season": placed.season,
-        "bin": placed.bin,
-        "zone": placed.zone,
-        "policy_version": policy.version,
-    }
-    try:
-        reviewed = await _query(service, lambda engine: queries.add_review(engine, row, verdict.corrects))
-    except queries.AlreadyReviewed as exc:
-        raise errors.already_reviewed(exc.latest_review_id) from None
-    service.metrics.reviewed(reviewed.model_label, label, reviewed.audit)
-    return reviewed.review
+    reviewer_name = key_name or verdict.reviewer or "anonymous"
+    return await record_review(service, decision_id, verdict.class_id, reviewer_name, verdict.corrects)

@@ -1,0 +1,2 @@
+"""The review station: a web page for the person at the REVIEW bin (server-rendered, a little
+plain JavaScript, every asset served by the service itself)."""
