@@ -143,6 +143,15 @@ class Metrics:
             ["model_label", "reviewed_label", "audit"],
             registry=registry,
         )
+        self.audited = Counter(
+            f"{PREFIX}_audited_total",
+            "Reviews of audit-sample items (auto-sorted, drawn at random), by whether the model's label was right: "
+            "right / (right + wrong) estimates live accuracy without the bias of reviewing only doubtful items",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("right", "wrong"):  # both series exist from the start: the ratio is never absent
+            self.audited.labels(outcome)
         self.review_backlog = Gauge(
             f"{PREFIX}_review_backlog", "Items sent to REVIEW and not reviewed yet", registry=registry
         )
@@ -227,6 +236,8 @@ class Metrics:
 
     def reviewed(self, model_label: str, reviewed_label: str, audit: bool) -> None:
         self.reviews.labels(model_label, reviewed_label, "true" if audit else "false").inc()
+        if audit:
+            self.audited.labels("right" if model_label == reviewed_label else "wrong").inc()
 
     # PhotoObserver (app.records.keeper)
     def photos_kept(self, count: int) -> None:

@@ -40,6 +40,19 @@ SERVICE_METRICS = {
     "garment_sorter_draining": "gauge",
     # Issue 14: why answers went to the review bin.
     "garment_sorter_review_reasons_total": "counter",
+    # Issue 15: the decision log, kept photos and reviews.
+    "garment_sorter_decisions_recorded_total": "counter",
+    "garment_sorter_decision_log_write_seconds": "histogram",
+    "garment_sorter_decision_log_spool_records": "gauge",
+    "garment_sorter_decisions_replayed_total": "counter",
+    "garment_sorter_decisions_not_recorded_total": "counter",
+    "garment_sorter_photos_kept_total": "counter",
+    "garment_sorter_photos_not_kept_total": "counter",
+    "garment_sorter_photos_purged_total": "counter",
+    "garment_sorter_reviews_total": "counter",
+    "garment_sorter_audited_total": "counter",
+    "garment_sorter_review_backlog": "gauge",
+    "garment_sorter_review_oldest_pending_seconds": "gauge",
 }
 
 

@@ -152,10 +152,14 @@ def traffic(server, prometheus) -> dict:
         singles.append(single(0))
         batches.append(batch(0))
         empties.append(empty())
+        # A reviewer's verdict on the first answer: the review series are born now too.
+        verdict = client.post(f"/v1/decisions/{singles[0].json()['decision_id']}/review", json={"class_id": 0})
+        assert verdict.status_code == 201, verdict.text
         prometheus.wait_until(
             lambda: (
                 prometheus.query('garment_sorter_requests_total{route=~"/classify.*"}', by=("route", "status"))
                 == {("/classify", "200"): 1, ("/classify/batch", "200"): 1, ("/classify", "400"): 1}
+                and prometheus.query("sum(garment_sorter_reviews_total)") == {(): 1}
             ),
             30,
             "the scrape of the first requests",

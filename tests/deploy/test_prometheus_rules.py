@@ -48,7 +48,7 @@ def test_promtool_check_rules(rules):
     result = run([promtool(), "check", "rules", str(RULES_FILE)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
-    assert len(rules) == 13
+    assert len(rules) == 20
 
 
 def test_promtool_test_rules():
@@ -69,8 +69,19 @@ def test_promtool_test_rules():
             "/\n          sum(rate(garment_sorter_requests_total[5m]))",
         ),
         ("        for: 1m\n", "        for: 5m\n"),
+        ("ratio_rate1d < 0.85", "ratio_rate1d < 0.80"),
+        ("[1d])) >= 50", "[1d])) >= 10"),
+        ("max(delta(garment_sorter_review_backlog[1h])) > 0", "max(delta(garment_sorter_review_backlog[1h])) >= 0"),
     ],
-    ids=["error-threshold", "backlog-boundary", "probe-traffic-counted", "down-for"],
+    ids=[
+        "error-threshold",
+        "backlog-boundary",
+        "probe-traffic-counted",
+        "down-for",
+        "accuracy-floor",
+        "audit-volume",
+        "backlog-growth",
+    ],
 )
 def test_rule_tests_catch_a_changed_rule(tmp_path, find, replace):
     # The unit tests pin thresholds, boundaries and label filters: changing any of them must fail.
@@ -93,7 +104,13 @@ def test_issue_alerts_are_present(alerts):
         "GarmentSorterLatencyP99AboveSLO",
         "GarmentSorterInstanceDown",
     } <= set(alerts)
-    assert len(alerts) == 9
+    # Issue 15: audited accuracy below a floor, review backlog growing, spool not draining.
+    assert {
+        "GarmentSorterAuditedAccuracyLow",
+        "GarmentSorterReviewBacklogGrowing",
+        "GarmentSorterDecisionSpoolNotDraining",
+    } <= set(alerts)
+    assert len(alerts) == 14
 
 
 def test_every_alert_has_severity_texts_and_a_runbook_section(alerts):
