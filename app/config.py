@@ -96,7 +96,8 @@ class Settings(BaseSettings):
 
     # Decision log
     data_dir: Path = Field(
-        Path("data"), description="Where the service keeps its records: the embedded database and the spool"
+        Path("data"),
+        description="Where the service keeps its records: the embedded database, the spool and kept photos",
     )
     database_url: str | None = Field(
         None,

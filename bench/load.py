@@ -39,6 +39,14 @@ def multipart_body(
     return b"".join(parts), f"multipart/form-data; boundary={BOUNDARY}"
 
 
+def single_image_body() -> tuple[bytes, str]:
+    """The benchmarks' single-image request: the first test image as a PNG, multipart."""
+    from bench.photos import load_test_set, png_bytes
+
+    images, _ = load_test_set()
+    return multipart_body([("file", "item.png", png_bytes(images[0]))])
+
+
 # --- wrk ----------------------------------------------------------------------------------------
 def whole_s(seconds: float) -> int:
     return max(1, round(seconds))  # wrk takes whole seconds

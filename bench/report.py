@@ -134,6 +134,7 @@ def report(results: dict[str, Any], image_dir: str) -> str:
         _batch_section(results, image_dir),
         _max_wait_section(results, image_dir),
         _camera_section(results),
+        _decision_log_section(results),
         _soak_section(results, image_dir),
         _reproduce_section(image_dir),
     ]
@@ -309,6 +310,48 @@ def _camera_section(results: dict[str, Any]) -> list[str]:
                     ]
                 )
             )
+    return [*lines, ""]
+
+
+LOG_NAMES = {"off": "log off", "sqlite": "SQLite (embedded default)", "postgresql": "PostgreSQL (local)"}
+
+
+def _decision_log_section(results: dict[str, Any]) -> list[str]:
+    log = results.get("decision_log")
+    title = "## What the decision log costs"
+    if not log:
+        return [title, "", "Not measured in this report (`python -m bench decisions`).", ""]
+    lines = [
+        title,
+        "",
+        (
+            f"Measured {log['date']} (`python -m bench decisions`; bench/decisions.py). Single-image POST"
+            " /classify (multipart PNG) with wrk against three servers: the log off, SQLite (WAL,"
+            " synchronous=FULL) and a local PostgreSQL (fsync on). Every 200 is a committed decision."
+            " Goals: c=64 throughput >= 85 % of the log off; c=1 p50 at most +1 ms."
+        ),
+        "",
+        _row(["decision log", "c=64 images/s", "vs off", "c=64 p99", "c=1 p50", "vs off", "c=1 p99", "errors"]),
+        _row(["---", *["---:"] * 7]),
+    ]
+    for name, rows in log.items():
+        if not isinstance(rows, dict):
+            continue
+        c1, c64 = rows["c1"], rows["c64"]
+        lines.append(
+            _row(
+                [
+                    LOG_NAMES.get(name, name),
+                    f"{c64['requests_per_s']:,.0f}",
+                    f"{100 * rows['throughput_vs_off']:.1f} %" if "throughput_vs_off" in rows else "",
+                    f"{c64['p99_ms']:.2f} ms",
+                    f"{c1['p50_ms']:.2f} ms",
+                    f"{rows['p50_added_ms']:+.2f} ms" if "p50_added_ms" in rows else "",
+                    f"{c1['p99_ms']:.2f} ms",
+                    c1["errors"] + c64["errors"],
+                ]
+            )
+        )
     return [*lines, ""]
 
 

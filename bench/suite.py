@@ -33,7 +33,18 @@ from typing import Any
 import numpy as np
 
 from bench.camera import bench_camera
-from bench.load import OpenLoopResult, closed_loop, http_request, measure, multipart_body, open_loop, whole_s, wrk
+from bench.decisions import bench_decision_log
+from bench.load import (
+    OpenLoopResult,
+    closed_loop,
+    http_request,
+    measure,
+    multipart_body,
+    open_loop,
+    single_image_body,
+    whole_s,
+    wrk,
+)
 from bench.photos import load_test_set, png_bytes, render_photos
 from bench.plan import (
     BATCH_FILES,
@@ -95,11 +106,6 @@ def model_ref() -> str:
 
 
 # --- the measurements ---------------------------------------------------------------------------
-def single_image_body() -> tuple[bytes, str]:
-    images, _ = load_test_set()
-    return multipart_body([("file", "item.png", png_bytes(images[0]))])
-
-
 def concurrency_sweep(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     body, content_type = single_image_body()
     table: dict[str, list[dict[str, Any]]] = {}
@@ -315,6 +321,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     results["batch_endpoint"] = batch_endpoint(args)
     print("== camera-size photos ==", flush=True)
     results["camera"] = _dated(bench_camera(args))
+    print("== decision log ==", flush=True)
+    results["decision_log"] = _dated(bench_decision_log(args))
     if args.soak_s > 0:
         print("== soak ==", flush=True)
         results["soak"] = soak(args)
@@ -344,6 +352,15 @@ def run_camera(args: argparse.Namespace) -> dict[str, Any]:
     saved = out.parent / "bench" / "results.json"
     results = load_results(saved)
     results["camera"] = _dated(bench_camera(args))
+    _write(results, out)
+    return results
+
+
+def run_decision_log(args: argparse.Namespace) -> dict[str, Any]:
+    """`python -m bench decisions`: the decision log's cost alone, into the published report."""
+    out = Path(args.report)
+    results = load_results(out.parent / "bench" / "results.json")
+    results["decision_log"] = _dated(bench_decision_log(args))
     _write(results, out)
     return results
 
