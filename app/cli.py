@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 EXIT_STARTUP_FAILURE = 3
-APP_COMMANDS = {"serve", "classify"}
+APP_COMMANDS = {"serve", "classify", "dataset"}
 PLUGIN_GROUP = "garment_sorter.commands"
 
 
@@ -134,6 +134,29 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_dataset_export(args: argparse.Namespace) -> int:
+    from app.records.database import connect, migrate
+    from app.records.export import export_reviewed
+    from app.records.photos import PhotoStore
+
+    settings = _settings(log_level="warning")
+    engine = connect(settings.resolved_database_url())
+    migrate(engine)  # an older database gets the tables the query reads
+    since = dt.datetime.combine(args.since, dt.time(), tzinfo=dt.UTC)
+    try:
+        manifest = export_reviewed(engine, PhotoStore(settings.data_dir / "photos"), since, Path(args.out))
+    except FileExistsError as exc:
+        print(f"garment-sorter: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        engine.dispose()
+    print(
+        f"{manifest['items']} reviewed items since {args.since} -> {args.out}"
+        f" (by source {manifest['by_source']}; {manifest['skipped_without_photo']} without a kept photo)"
+    )
+    return 0
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -187,6 +210,17 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_date, default=None, help="date for the zone (default today)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("dataset", help="the warehouse's reviewed photos as a training set")
+    dataset = p.add_subparsers(dest="dataset_command", required=True)
+    p = dataset.add_parser(
+        "export",
+        help="write the reviewed and audited items (28x28 inputs, originals, labels, decision ids) to a new "
+        "directory, for `garment-sorter train --extra-data` (docs/decisions.md)",
+    )
+    p.add_argument("--since", type=_date, required=True, help="reviews from this date on (YYYY-MM-DD, UTC)")
+    p.add_argument("--out", required=True, help="a directory that does not exist yet")
+    p.set_defaults(func=cmd_dataset_export)
 
     if with_plugins:
         for plugin in _plugins():

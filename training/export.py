@@ -256,6 +256,7 @@ def _run_metadata(
         **({"ensemble_members": _ensemble_members(runs)} if len(runs.networks) > 1 else {}),
         "dataset_source": dataset.source,
         "dataset_sha256": dataset.sha256,
+        **({"warehouse": run["warehouse"]} if run.get("warehouse") else {}),
         # calibrate measured what is served (flip averaging, every member): its accuracies replace run.json's
         **{k: v for k, v in calibration.items() if k not in CALIBRATION_NOT_METADATA},
     }

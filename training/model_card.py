@@ -331,12 +331,26 @@ def _training_section(card: Card) -> str:
 """
 
 
+def _warehouse_text(card: Card) -> str:
+    """The warehouse's own photos, when the model trained with some (--extra-data)."""
+    warehouse = card.meta.get("warehouse")
+    if not warehouse:
+        return ""
+    images = warehouse["images"]
+    accuracy = warehouse.get("held_out_accuracy")
+    measured = "not measured (an empty slice)" if accuracy is None else f"**{_pct(accuracy)}**"
+    return (
+        f"\nOn the warehouse's own reviewed photos held out from training ({images['held_out']} photos; "
+        f"{images['trained_on']} more were trained on): {measured}.\n"
+    )
+
+
 def _accuracy_section(card: Card) -> str:
     link = card.figures_link
     return f"""## Accuracy
 Test accuracy: **{_pct(card.test_accuracy)}** ({_accuracy_text(card)}).
 The study's best model scored 90.47 %.
-
+{_warehouse_text(card)}
 {report.per_class_table(card.matrix)}
 
 ![confusion matrix]({link / "confusion_matrix.png"})

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contract.warehouse import WarehouseSet, read_warehouse_set
 from training import architectures, data, pipeline, report
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class TrainConfig:
     full_train: bool = False  # also train on the validation split (no early stopping)
     histograms: bool = True
     split_seed: int = data.DEFAULT_SPLIT_SEED
+    extra_data: str | None = None  # a warehouse export (contract/warehouse.py): mixed in, a slice held out
+    init_from: str | None = None  # fine-tune: start from this run's best weights (same architecture)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -105,6 +108,7 @@ class RunResult:
     val_accuracy: float
     test_accuracy: float
     history: dict[str, list[float]]
+    warehouse: dict[str, Any] | None = None  # with --extra-data: what was mixed in, the held-out slice's accuracy
 
     def to_json(self) -> dict[str, Any]:
         """run.json: every field, the run directory as a string."""
@@ -199,14 +203,54 @@ def _prepare_run_dir(out_dir: Path, config: TrainConfig, resume: bool) -> None:
     (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
 
 
-def _training_images(config: TrainConfig, split: data.Split) -> tuple[np.ndarray, np.ndarray]:
+def _training_images(
+    config: TrainConfig, split: data.Split, warehouse: WarehouseSet | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The images to train on: the 50,000 (or, full-train, 60,000), maybe cut to --limit-train,
+    plus the warehouse's own photos outside the held-out slice."""
     x_train, y_train = split.x_train, split.y_train
     if config.full_train:
         x_train = np.concatenate([x_train, split.x_val])
         y_train = np.concatenate([y_train, split.y_val])
     if config.limit_train:
         x_train, y_train = x_train[: config.limit_train], y_train[: config.limit_train]
+    if warehouse is not None and len(warehouse.labels):
+        x_train = np.concatenate([x_train, warehouse.images])
+        y_train = np.concatenate([y_train, warehouse.labels.astype(y_train.dtype)])
     return x_train, y_train
+
+
+def _warehouse_parts(config: TrainConfig) -> tuple[WarehouseSet, WarehouseSet] | None:
+    """(trained on, held out) of --extra-data, or None without it."""
+    if config.extra_data is None:
+        return None
+    photos = read_warehouse_set(Path(config.extra_data))
+    held_out = photos.held_out()
+    return photos.subset(~held_out), photos.subset(held_out)
+
+
+def _warehouse_figures(model: keras.Model, parts: tuple[WarehouseSet, WarehouseSet]) -> dict[str, Any]:
+    trained_on, held_out = parts
+    figures: dict[str, Any] = {
+        "images": {"trained_on": len(trained_on.labels), "held_out": len(held_out.labels)},
+        "held_out_accuracy": _accuracy(model, held_out.images, held_out.labels) if len(held_out.labels) else None,
+    }
+    for source in ("review", "audit"):
+        mask = np.array([s == source for s in held_out.sources], dtype=bool)
+        if mask.any():
+            figures[f"held_out_{source}_accuracy"] = _accuracy(model, held_out.images[mask], held_out.labels[mask])
+    return figures
+
+
+def _initial_weights(model: keras.Model, config: TrainConfig) -> None:
+    """Fine-tuning: copy the weights of --init-from's best epoch (the same architecture)."""
+    if config.init_from is None:
+        return
+    source = Path(config.init_from)
+    recorded = json.loads((source / "config.json").read_text())["arch"]
+    if recorded != config.arch:
+        raise ValueError(f"--init-from {source} is a {recorded} run; this one trains {config.arch}")
+    model.set_weights(load_best(source).get_weights())
 
 
 def _compiled_model(config: TrainConfig, steps_per_epoch: int) -> tuple[keras.Model, keras.losses.Loss]:
@@ -264,6 +308,7 @@ def _evaluate(
     history: dict[str, list[float]],
     split: data.Split,
     training_images: tuple[np.ndarray, np.ndarray],
+    warehouse: tuple[WarehouseSet, WarehouseSet] | None = None,
 ) -> RunResult:
     """The best checkpoint on every split it can be measured on, once, at the end."""
     best = load_best(out_dir)
@@ -280,6 +325,7 @@ def _evaluate(
         val_accuracy=_accuracy(best, split.x_val, split.y_val),
         test_accuracy=_accuracy(best, split.x_test, split.y_test),
         history=history,
+        warehouse=None if warehouse is None else _warehouse_figures(best, warehouse),
     )
 
 
@@ -298,8 +344,10 @@ def train(
     _prepare_run_dir(out_dir, config, resume)
 
     keras.utils.set_random_seed(config.seed)
-    x_train, y_train = _training_images(config, split)
+    warehouse = _warehouse_parts(config)
+    x_train, y_train = _training_images(config, split, None if warehouse is None else warehouse[0])
     model, loss = _compiled_model(config, steps_per_epoch=math.ceil(len(x_train) / config.batch_size))
+    _initial_weights(model, config)
     train_ds = pipeline.make_dataset(
         x_train,
         y_train,
@@ -320,7 +368,7 @@ def train(
         verbose=verbose,
     )
     history = _save_history(out_dir, config.arch)
-    result = _evaluate(config, out_dir, history, split, (x_train, y_train))
+    result = _evaluate(config, out_dir, history, split, (x_train, y_train), warehouse)
     (out_dir / "run.json").write_text(json.dumps(result.to_json(), indent=2))
     log.info(
         "%s: train %.4f val %.4f test %.4f (%d epochs, %.0f s)",

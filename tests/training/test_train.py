@@ -44,3 +44,25 @@ def test_resume_continues_from_the_last_finished_epoch(tmp_path):
     assert [int(r.split(",")[0]) for r in rows] == [0, 1, 2]
     assert result.epochs_run == 3
     assert not (out / "backup").exists()  # a finished run leaves no backup
+
+
+def test_init_from_starts_where_the_run_ended_and_refuses_another_architecture(smoke_run, tmp_path):
+    # A learning rate too small to move anything: what it measures are the starting weights.
+    config = TrainConfig(
+        arch="a3-model2",
+        epochs=1,
+        limit_train=200,
+        learning_rate=1e-12,
+        histograms=False,
+        init_from=str(smoke_run.run_dir),
+    )
+    result = train(config, tmp_path / "tuned", verbose=0)
+    assert result.test_accuracy == pytest.approx(smoke_run.test_accuracy, abs=0.002)
+    with pytest.raises(ValueError, match="is a a3-model2 run; this one trains a3-model1"):
+        train(
+            TrainConfig(
+                arch="a3-model1", epochs=1, limit_train=200, histograms=False, init_from=str(smoke_run.run_dir)
+            ),
+            tmp_path / "other",
+            verbose=0,
+        )
