@@ -102,6 +102,7 @@ class DecisionLog:
                 self._drain_spool()
                 continue
             if first is _STOP:
+                self._last_drain()
                 return
             group = [first]
             rows_in_group = len(first[0])
@@ -116,9 +117,20 @@ class DecisionLog:
                     break
                 group.append(more)
                 rows_in_group += len(more[0])
-            self._write(group)
+            try:
+                self._write(group)
+            except Exception as exc:  # never let a surprise end the thread: every later answer would hang
+                log.exception("decision log: a group of %d decisions failed", len(group))
+                self._settle(group, NotRecorded(type(exc).__name__))
             if stopping:
+                self._last_drain()
                 return
+
+    def _last_drain(self) -> None:
+        """At stop, one more try to empty the spool: a replica going away should leave nothing behind."""
+        if self.spool.pending:
+            self._next_attempt = 0.0
+            self._drain_spool()
 
     def _write(self, group: list[tuple[Rows, Future[None]]]) -> None:
         rows = [row for batch, _ in group for row in batch]
@@ -145,6 +157,8 @@ class DecisionLog:
     @staticmethod
     def _settle(group: list[tuple[Rows, Future[None]]], error: Exception | None) -> None:
         for _, future in group:
+            if future.done():
+                continue
             if error is None:
                 future.set_result(None)
             else:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.metrics import Metrics
 from app.records.database import connect, migrate
 from app.records.ids import new_id
-from app.records.log import DecisionLog
+from app.records.log import DecisionLog, NotRecorded
 from app.records.schema import decisions
 from app.records.spool import Spool
 
@@ -142,3 +142,17 @@ def test_postgresql_away_decisions_spool_then_replay_in_order(tmp_path):
     # UUIDv7 ids sort by time: ordered by id, the log reads in arrival order.
     assert [item for _, item in sorted(stored)] == [r["item_id"] for r in expected]
     assert sample(metrics, "garment_sorter_decisions_replayed_total") == 20
+
+
+def test_a_decision_that_cannot_be_stored_fails_alone_and_the_log_goes_on(tmp_path):
+    # Nothing listens on port 1: the database is unreachable at once, so decisions go to the spool.
+    log = DecisionLog("postgresql://sorter@127.0.0.1:1/decisions", tmp_path / "spool.jsonl", Metrics(), retry_s=60)
+    log.start()
+    broken = row("not JSON")
+    broken["box"] = {1, 2}  # a set: the spool cannot write it
+    with pytest.raises(NotRecorded):
+        asyncio.run(record_all(log, [[broken]]))
+    good = row("fine")
+    asyncio.run(record_all(log, [[good]]))
+    log.stop(5)
+    assert [r["decision_id"] for r in Spool(tmp_path / "spool.jsonl").read()] == [good["decision_id"]]
