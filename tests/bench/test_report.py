@@ -23,12 +23,14 @@ def test_the_committed_figures_render_every_section():
         "## The raw model by batch size, and POST /classify/batch by request size",
         "## max_wait_ms sweep",
         "## Camera-size photos",
+        "## What the decision log costs",
         "## Soak",
         "## Reproduce",
     ]
     assert "python -m bench suite --soak-s 0" in text
     assert "- verdict: PASS" in text
     assert "| 2 MP (1600x1200) |" in text and "| 12 MP | 8 |" in text  # per stage, then over HTTP
+    assert "| SQLite (embedded default) |" in text and "| PostgreSQL (local) |" in text
 
 
 def test_headlines_compare_batched_with_the_null_model_and_unbatched():

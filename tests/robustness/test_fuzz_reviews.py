@@ -21,7 +21,7 @@ SETTINGS = settings(
 HEADERS = {"X-API-Key": API_KEY}
 EXPECTED = {"validation_error", "decision_not_found", "bad_request", "not_found", "photo_not_kept"}
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )

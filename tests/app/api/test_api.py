@@ -540,7 +540,20 @@ def test_keyed_metrics(make_client):
     assert_error(client.get("/metrics"), 401, "unauthorized")
     assert client.get("/metrics", headers={"X-API-Key": KEY_A}).status_code == 200
     assert client.get("/readyz").status_code == 200
-    assert keyed_operations(client) == {"/classify", "/classify/batch", "/v1/model", "/v1/policy", "/metrics"}
+    assert keyed_operations(client) == {*KEYED_ROUTES, "/metrics"}
+
+
+KEYED_ROUTES = {
+    "/classify",
+    "/classify/batch",
+    "/v1/model",
+    "/v1/policy",
+    "/v1/reviews",
+    "/v1/decisions",
+    "/v1/decisions/{decision_id}",
+    "/v1/decisions/{decision_id}/photo",
+    "/v1/decisions/{decision_id}/review",
+}
 
 
 def keyed_operations(client) -> set[str]:
@@ -559,7 +572,7 @@ def keyed_operations(client) -> set[str]:
 
 def test_docs_show_the_key_only_where_it_is_enforced(client, make_client):
     assert keyed_operations(client) == set()  # no SORTER_API_KEYS: nothing to authorize
-    assert keyed_operations(make_client(api_keys=KEY_A)) == {"/classify", "/classify/batch", "/v1/model", "/v1/policy"}
+    assert keyed_operations(make_client(api_keys=KEY_A)) == KEYED_ROUTES
 
 
 # --- metrics ------------------------------------------------------------------------------------
