@@ -42,6 +42,20 @@ class Settings(BaseSettings):
         "(AVX512-BF16 or AMX) and the model exports it, else float32",
     )
 
+    # Roll-out
+    model_poll_s: float = Field(
+        5.0,
+        ge=0,
+        description="How often the model directory (or the roll-out file) is looked at for changes; 0: never "
+        "(versions change only through the admin API)",
+    )
+    rollout_file: Path | None = Field(
+        None, description="A YAML file naming the live, shadow and canary versions; read whenever it changes"
+    )
+    max_loaded_versions: int = Field(
+        3, ge=1, le=8, description="Model versions resident at once (live, previous, shadow or canary)"
+    )
+
     # Batching
     max_batch_size: int = Field(64, ge=1, le=1024, description="Most images per model call; 1 turns batching off")
     max_wait_ms: float = Field(

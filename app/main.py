@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from app.api.handlers import install_error_handlers
 from app.api.middleware import ServiceMiddleware
 from app.api.openapi import SorterAPI
-from app.api.routes import classify, docs, health, info, metrics, reviews
+from app.api.routes import admin, classify, docs, health, info, metrics, reviews
 from app.config import Settings, load_settings
 from app.inference.model import Model
 from app.service.service import Service
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         redoc_url=None,
     )
     app.state.service = service
-    for router in (classify.router, health.router, info.router, metrics.router, reviews.router):
+    for router in (classify.router, health.router, info.router, metrics.router, reviews.router, admin.router):
         app.include_router(router)
     app.include_router(station.router)
     app.mount("/review/static", StaticFiles(directory=station.STATIC_DIR), name="station-static")

@@ -56,6 +56,8 @@ ROUTES = (
     "/v1/policy",
     "/v1/reviews",
     "/v1/decisions",
+    "/v1/shadow/disagreements",
+    "/v1/admin",
     "/review",
     "/docs",
     "/openapi.json",
@@ -169,6 +171,52 @@ class Metrics:
         self.purged_photos = Counter(
             f"{PREFIX}_photos_purged_total", "Photo files removed past SORTER_PHOTO_RETENTION_DAYS", registry=registry
         )
+        self.model_role = Gauge(
+            f"{PREFIX}_model_role",
+            "Loaded model versions and their roles in the roll-out (value 1): live, previous, shadow, canary",
+            ["version", "role"],
+            registry=registry,
+        )
+        self.model_loads = Counter(
+            f"{PREFIX}_model_loads_total",
+            "Model versions loaded at run time, by outcome: loaded, or refused (did not load, warm or match the "
+            "contract; the live version kept serving)",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("loaded", "refused"):
+            self.model_loads.labels(outcome)
+        self.rollout_file_errors = Counter(
+            f"{PREFIX}_rollout_file_errors_total",
+            "Changes of SORTER_ROLLOUT_FILE that were not applied (unparsable, or a version refused)",
+            registry=registry,
+        )
+        self.version_answers = Counter(
+            f"{PREFIX}_version_answers_total",
+            "Answers by the model version that gave them (live and canary) and whether they went to review",
+            ["version", "review"],
+            registry=registry,
+        )
+        self.shadow_answers = Counter(
+            f"{PREFIX}_shadow_answers_total",
+            "Live answers the shadow candidate answered too, by candidate version, the live label and bin, whether "
+            "the candidate agreed on the class and on the bin",
+            ["candidate", "live_label", "live_bin", "same_class", "same_bin"],
+            registry=registry,
+        )
+        self.shadow_silent_bin_changes = Counter(
+            f"{PREFIX}_shadow_silent_bin_changes_total",
+            "Items the shadow candidate would have sent to a different bin without review",
+            ["candidate"],
+            registry=registry,
+        )
+        self.shadow_dropped = Counter(
+            f"{PREFIX}_shadow_dropped_total",
+            "Live answers the shadow candidate did not see, by reason (live_busy, candidate_busy, "
+            "candidate_not_ready, failed, not_recorded)",
+            ["candidate", "reason"],
+            registry=registry,
+        )
         self.decisions_recorded = Counter(
             f"{PREFIX}_decisions_recorded_total",
             "Decisions put on record, by where they went: database, or spool (database unreachable)",
@@ -239,6 +287,31 @@ class Metrics:
         if audit:
             self.audited.labels("right" if model_label == reviewed_label else "wrong").inc()
 
+    # the roll-out (app.rollout)
+    def roles_changed(self, roles: Sequence[tuple[int, str]]) -> None:
+        self.model_role.clear()
+        for version, role in roles:
+            self.model_role.labels(str(version), role).set(1)
+
+    def model_loaded(self, outcome: str) -> None:
+        self.model_loads.labels(outcome).inc()
+
+    def rollout_file_error(self) -> None:
+        self.rollout_file_errors.inc()
+
+    def answered_by(self, version: int, review: bool) -> None:
+        self.version_answers.labels(str(version), "true" if review else "false").inc()
+
+    def shadow_compared(
+        self, candidate: str, live_label: str, live_bin: str, same_class: bool, same_bin: bool, silent_change: bool
+    ) -> None:
+        self.shadow_answers.labels(candidate, live_label, live_bin, _yes(same_class), _yes(same_bin)).inc()
+        if silent_change:
+            self.shadow_silent_bin_changes.labels(candidate).inc()
+
+    def shadow_dropped_work(self, candidate: str, reason: str, count: int) -> None:
+        self.shadow_dropped.labels(candidate, reason).inc(count)
+
     # PhotoObserver (app.records.keeper)
     def photos_kept(self, count: int) -> None:
         self.kept_photos.inc(count)
@@ -279,7 +352,11 @@ class Metrics:
 
 
 # Routes with ids in their path, counted under their prefix (label values stay a fixed set).
-PREFIXED = ("/v1/decisions", "/review")
+PREFIXED = ("/v1/decisions", "/v1/admin", "/review")
+
+
+def _yes(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def route_label(path: str) -> str:

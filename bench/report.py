@@ -135,6 +135,7 @@ def report(results: dict[str, Any], image_dir: str) -> str:
         _max_wait_section(results, image_dir),
         _camera_section(results),
         _decision_log_section(results),
+        _rollout_section(results),
         _soak_section(results, image_dir),
         _reproduce_section(image_dir),
     ]
@@ -353,6 +354,81 @@ def _decision_log_section(results: dict[str, Any]) -> list[str]:
             )
         )
     return [*lines, ""]
+
+
+def _rollout_section(results: dict[str, Any]) -> list[str]:
+    rollout = results.get("rollout")
+    title = "## Model roll-out"
+    if not rollout:
+        return [title, "", "Not measured in this report (`python -m bench rollout`).", ""]
+    swap, shadow = rollout["swap"], rollout["shadow"]
+    steady, during = swap["steady"], swap["during_swap"]
+    return [
+        title,
+        "",
+        (
+            f"Measured {rollout['date']} (`python -m bench rollout`; bench/rollout.py). Single-image POST"
+            " /classify with wrk. A swap: at concurrency 64, an admin request promotes version 7 (loaded and"
+            " warmed beside the live version 9, then swapped between two batches) 3 s into the run. Goals:"
+            " no non-2xx answer, p99 at most 2x steady; with a shadow, p50 at concurrency 1 within +10 %."
+        ),
+        "",
+        _row(["run", "images/s", "p50", "p99", "non-2xx or errors"]),
+        _row(["---", "---:", "---:", "---:", "---:"]),
+        _row(
+            [
+                "c=64 steady",
+                f"{steady['requests_per_s']:,.0f}",
+                f"{steady['p50_ms']:.2f} ms",
+                f"{steady['p99_ms']:.2f} ms",
+                steady["errors"],
+            ]
+        ),
+        _row(
+            [
+                "c=64 during the swap",
+                f"{during['requests_per_s']:,.0f}",
+                f"{during['p50_ms']:.2f} ms",
+                f"{during['p99_ms']:.2f} ms",
+                during["errors"],
+            ]
+        ),
+        _row(
+            [
+                "c=1 shadow off",
+                f"{shadow['off_c1']['requests_per_s']:,.0f}",
+                f"{shadow['off_c1']['p50_ms']:.2f} ms",
+                f"{shadow['off_c1']['p99_ms']:.2f} ms",
+                shadow["off_c1"]["errors"],
+            ]
+        ),
+        _row(
+            [
+                "c=1 shadow on",
+                f"{shadow['on_c1']['requests_per_s']:,.0f}",
+                f"{shadow['on_c1']['p50_ms']:.2f} ms",
+                f"{shadow['on_c1']['p99_ms']:.2f} ms",
+                shadow["on_c1"]["errors"],
+            ]
+        ),
+        _row(
+            [
+                "c=64 shadow on",
+                f"{shadow['on_c64']['requests_per_s']:,.0f}",
+                f"{shadow['on_c64']['p50_ms']:.2f} ms",
+                f"{shadow['on_c64']['p99_ms']:.2f} ms",
+                shadow["on_c64"]["errors"],
+            ]
+        ),
+        "",
+        (
+            f"p99 during the swap: {swap['p99_ratio']:.2f}x steady (load, warm-up and swap took"
+            f" {swap['load_and_warm_s']:.1f} s). Shadow: c=1 p50 {100 * shadow['p50_change']:+.1f} %, with"
+            f" {100 * shadow['c1_shadowed_share']:.0f} % of answers shadowed (the rest dropped because the"
+            f" candidate was still busy); at c=64, {100 * shadow['c64_dropped_share']:.0f} % of copies dropped."
+        ),
+        "",
+    ]
 
 
 def _soak_section(results: dict[str, Any], image_dir: str) -> list[str]:

@@ -57,6 +57,7 @@ from bench.plan import (
     SOAK_WINDOW_S,
 )
 from bench.report import headlines, load_results, plot, report
+from bench.rollout import bench_rollout
 from bench.scenarios import BUILDS
 from bench.server import REPO, rss_bytes, running_server
 
@@ -323,6 +324,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     results["camera"] = _dated(bench_camera(args))
     print("== decision log ==", flush=True)
     results["decision_log"] = _dated(bench_decision_log(args))
+    print("== model roll-out ==", flush=True)
+    results["rollout"] = _dated(bench_rollout(args))
     if args.soak_s > 0:
         print("== soak ==", flush=True)
         results["soak"] = soak(args)
@@ -361,6 +364,15 @@ def run_decision_log(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.report)
     results = load_results(out.parent / "bench" / "results.json")
     results["decision_log"] = _dated(bench_decision_log(args))
+    _write(results, out)
+    return results
+
+
+def run_rollout(args: argparse.Namespace) -> dict[str, Any]:
+    """`python -m bench rollout`: a swap under load and the shadow's cost, into the published report."""
+    out = Path(args.report)
+    results = load_results(out.parent / "bench" / "results.json")
+    results["rollout"] = _dated(bench_rollout(args))
     _write(results, out)
     return results
 

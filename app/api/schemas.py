@@ -154,6 +154,16 @@ class Ready(BaseModel):
     model: ModelRef
 
 
+class LoadedVersion(BaseModel):
+    name: str
+    version: int
+    roles: list[Literal["live", "previous", "shadow", "canary"]] = Field(
+        description="live answers; canary answers canary_fraction of requests; shadow sees copies; previous is "
+        "kept for a roll back; none: loaded, waiting"
+    )
+    canary_fraction: float | None = None
+
+
 class ModelInfo(BaseModel):
     name: str
     version: int
@@ -194,6 +204,7 @@ class ModelInfo(BaseModel):
     max_batch_size: int
     created_at: str | None
     git_commit: str | None
+    loaded: list[LoadedVersion] = Field(description="Every loaded version and its role in the roll-out")
 
 
 class SeasonInfo(BaseModel):
@@ -278,3 +289,26 @@ class ReviewRequest(BaseModel):
     )
 
     model_config = ConfigDict(extra="forbid")
+
+
+class ShadowAnswer(BaseModel):
+    candidate_version: int
+    created_at: dt.datetime
+    class_id: int
+    label: str
+    confidence: float
+    bin: str
+    needs_review: bool
+    review_reasons: list[Reason]
+    agrees_on_class: bool
+    agrees_on_bin: bool
+
+
+class Disagreement(BaseModel):
+    decision: DecisionRecord = Field(description="The live decision (what the scanner was told)")
+    shadow: ShadowAnswer = Field(description="What the shadow candidate would have answered")
+
+
+class DisagreementList(BaseModel):
+    items: list[Disagreement]
+    next_after: str | None

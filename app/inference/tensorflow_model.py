@@ -175,8 +175,18 @@ def load_tensorflow_model(
     precision: str = "auto",
 ) -> TensorFlowModel:
     """Load the highest version under model_dir and check its signature; raise ModelError."""
+    return load_version_dir(latest(Path(model_dir)), max_batch_size, intra_op_threads, inter_op_threads, precision)
+
+
+def load_version_dir(
+    version_dir: Path,
+    max_batch_size: int,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    precision: str = "auto",
+) -> TensorFlowModel:
+    """Load one version directory and check it against the contract; raise ModelError or MetadataError."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    version_dir = latest(Path(model_dir))
     metadata = read_metadata(version_dir)
     if metadata.version is not None and str(metadata.version) != version_dir.name:
         log.warning("%s says version %s but lives in %s", version_dir, metadata.version, version_dir)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, Row, and_, exists, func, not_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.records.schema import decisions, reviews
+from app.records.schema import decisions, reviews, shadow_decisions
 
 MAX_PAGE = 100
 WRITE_ATTEMPTS = 3
@@ -149,3 +149,27 @@ def _add_review(engine: Engine, review: dict[str, Any], corrects: str | None) ->
         except IntegrityError:  # another reviewer's insert of the same sequence committed first
             raise AlreadyReviewed(None) from None
     return Reviewed(row, known.label, bool(known.audit))
+
+
+def shadow_disagreements(engine: Engine, *, limit: int, after: str | None = None) -> list[dict[str, Any]]:
+    """Live decisions a shadow candidate answered differently (class or bin), oldest first, each with
+    what the candidate said."""
+    query = (
+        select(decisions, *[c.label(f"shadow_{c.name}") for c in shadow_decisions.c if c.name != "decision_id"])
+        .join(shadow_decisions, shadow_decisions.c.decision_id == decisions.c.decision_id)
+        .where(not_(and_(shadow_decisions.c.agrees_on_bin, shadow_decisions.c.agrees_on_class)))
+    )
+    if after is not None:
+        query = query.where(decisions.c.decision_id > after)
+    with engine.connect() as connection:
+        rows = list(connection.execute(query.order_by(decisions.c.decision_id).limit(min(limit, MAX_PAGE))))
+        found = _reviews_for(connection, [row.decision_id for row in rows])
+    out = []
+    for row in rows:
+        live = dict(row._mapping)  # the decision's columns, then the shadow's, prefixed
+        shadow = {name.removeprefix("shadow_"): live.pop(name) for name in list(live) if name.startswith("shadow_")}
+        shadow["created_at"] = _utc(shadow["created_at"])
+        live["created_at"] = _utc(live["created_at"])
+        live["reviews"] = found[row.decision_id]
+        out.append({"decision": live, "shadow": shadow})
+    return out

@@ -71,3 +71,21 @@ reviews = Table(
     Column("policy_version", String(16), nullable=False),
     UniqueConstraint("decision_id", "sequence", name="uq_reviews_decision_sequence"),
 )
+
+# What a shadow candidate would have answered for a live decision (written after the live answer).
+shadow_decisions = Table(
+    "shadow_decisions",
+    metadata,
+    Column("decision_id", String(ID_LENGTH), ForeignKey("decisions.decision_id"), primary_key=True),
+    Column("candidate_version", Integer, primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("class_id", Integer, nullable=False),
+    Column("label", String(32), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("bin", String(64), nullable=False),
+    Column("needs_review", Boolean, nullable=False),
+    Column("review_reasons", JSON, nullable=False),
+    Column("agrees_on_class", Boolean, nullable=False),
+    Column("agrees_on_bin", Boolean, nullable=False),
+    Index("ix_shadow_disagreements", "agrees_on_bin", "agrees_on_class", "decision_id"),
+)

@@ -66,6 +66,7 @@ def build_answer(
     class_id = row.class_order[0]
     decision = policy.decide_index(row.season_index, row.season_mass, on, before_policy(seen.reasons, row.unfamiliar))
     metrics.predicted(names[class_id], decision.bin, decision.reasons)
+    metrics.answered_by(model.version, decision.needs_review)
     probabilities = row.probabilities
     return {
         "decision_id": new_id(),

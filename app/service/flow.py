@@ -22,13 +22,15 @@ from app.config import Settings
 from app.errors import ApiError, ClientGone
 from app.inference import preprocess
 from app.inference.batcher import Batcher, BatcherStopped, DeadlineExceeded, InferenceError, Outcome, QueueFull
-from app.inference.model import Model
 from app.inference.preprocess import ModelInput
 from app.metrics import Metrics
-from app.policy import Policy
+from app.reasons import Reason
 from app.records.keeper import PhotoKeeper
 from app.records.log import DecisionLog, NotRecorded
 from app.records.record import decision_row
+from app.rollout.rollout import Rollout
+from app.rollout.serving import Serving
+from app.rollout.shadow import Shadow
 from app.service.answers import build_answer
 from app.service.lifecycle import Lifecycle
 
@@ -46,11 +48,12 @@ class Prepared:
 
 @dataclass(slots=True)
 class Answered:
-    """An answer on its way to the record, with the photo it was made from."""
+    """An answer on its way to the record (and the shadow), with the photo it was made from."""
 
     answer: dict[str, Any]
     photo: bytes
     seen: np.ndarray  # the 28x28 image the model saw
+    photo_reasons: tuple[Reason, ...] = ()  # what the photo alone sent to review (segmentation)
 
 
 class RequestFlow:
@@ -60,38 +63,36 @@ class RequestFlow:
         settings: Settings,
         metrics: Metrics,
         lifecycle: Lifecycle,
-        model: Model,
-        policy: Policy,
-        model_ref: dict[str, Any],
-        batcher: Batcher,
+        rollout: Rollout,
         preprocess_pool: ThreadPoolExecutor,
         decisions: DecisionLog | None,
         photos: PhotoKeeper,
+        shadow: Shadow,
     ):
         self.settings = settings
         self.metrics = metrics
         self.lifecycle = lifecycle
-        self.model = model
-        self.policy = policy
-        self.model_ref = model_ref  # the answer's "model": name and version
-        self.batcher = batcher
+        self.rollout = rollout  # which version answers a request
         self.preprocess_pool = preprocess_pool
         self.decisions = decisions  # None: recording is off (SORTER_DECISION_LOG=false)
         self.photos = photos
+        self.shadow = shadow  # the candidate that sees copies of live batches
 
     # --- admission ------------------------------------------------------------------------------
-    def batcher_for_admitted_work(self) -> Batcher:
-        """The batcher, or 503 not_ready. New work is refused while draining by the middleware,
-        before it counts as admitted; work already admitted is served to the end."""
-        if not (self.lifecycle.serves_admitted_work and self.batcher.running):
+    def serving_for(self, item_id: str | None = None) -> Serving:
+        """The version that answers this request (live, or the canary), or 503 not_ready. New work
+        is refused while draining by the middleware, before it counts as admitted; work already
+        admitted is served to the end, by the version that admitted it."""
+        serving = self.rollout.pick(item_id)
+        if not (self.lifecycle.serves_admitted_work and serving.batcher.running):
             raise errors.not_ready()
-        return self.batcher
+        return serving
 
     def shed_if_full(self) -> None:
         """Refuse at once (503 queue_full) when not even one more image fits: cheaper than reading
         and parsing a body whose images would be refused anyway."""
         try:
-            self.batcher_for_admitted_work().check_room(1)
+            self.serving_for().batcher.check_room(1)
         except QueueFull:
             raise errors.queue_full() from None
 
@@ -136,7 +137,8 @@ class RequestFlow:
         caller: str | None,
         disconnected: asyncio.Future[None],
     ) -> dict[str, Any]:
-        batcher = self.batcher_for_admitted_work()
+        serving = self.serving_for(item_id)
+        batcher = serving.batcher
         try:
             admitted = batcher.admit()  # refused before decoding: shedding load must be cheap
         except QueueFull:
@@ -155,12 +157,15 @@ class RequestFlow:
                 raise errors.queue_full() from None
             except BatcherStopped:
                 raise errors.shutting_down() from None
-        outcome = await self._await(future, disconnected)
-        answer = self.answer(outcome, prepared.image, prepared.preprocess_s, top_k, as_of or dt.date.today(), item_id)
+        outcome = await self._await(batcher, future, disconnected)
+        on = as_of or dt.date.today()
+        answer = self.answer(serving, outcome, prepared.image, prepared.preprocess_s, top_k, on, item_id)
+        answered = [Answered(answer, data, prepared.image.pixels, prepared.image.reasons)]
         try:
-            await self._record([Answered(answer, data, prepared.image.pixels)], caller)
+            await self._record(serving, answered, caller)
         except NotRecorded as exc:
             raise errors.not_recorded(str(exc)) from None
+        self.shadow.follow(serving, answered, on)
         return answer
 
     # --- a batch request ------------------------------------------------------------------------
@@ -176,7 +181,8 @@ class RequestFlow:
     ) -> list[dict[str, Any]]:
         """Every item answered in input order: its result or its own error. The whole request is
         refused (503 queue_full) before any decoding when its images do not fit in the queue."""
-        batcher = self.batcher_for_admitted_work()
+        serving = self.serving_for(next((i for i in item_ids if i is not None), None))
+        batcher = serving.batcher
         try:
             admitted = batcher.admit(len(blobs))
         except QueueFull:
@@ -188,14 +194,19 @@ class RequestFlow:
         if disconnected.done():
             raise ClientGone()
         on = as_of or dt.date.today()
-        entries = [self._item(index, item, futures, top_k, on, item_ids[index]) for index, item in enumerate(prepared)]
-        answered = [entry for entry in entries if entry["result"] is not None]
+        entries = [
+            self._item(serving, index, item, futures, top_k, on, item_ids[index]) for index, item in enumerate(prepared)
+        ]
+        answered_entries = [entry for entry in entries if entry["result"] is not None]
+        answered = [self._answered(entry, blobs, prepared) for entry in answered_entries]
         try:
-            await self._record([self._answered(entry, blobs, prepared) for entry in answered], caller)
+            await self._record(serving, answered, caller)
         except NotRecorded as exc:
             error = errors.not_recorded(str(exc))
-            for entry in answered:
+            for entry in answered_entries:
                 entry["result"], entry["error"] = None, {"status": error.status, **error.body()}
+            return entries
+        self.shadow.follow(serving, answered, on)
         return entries
 
     # --- the record -----------------------------------------------------------------------------
@@ -204,9 +215,9 @@ class RequestFlow:
         index = entry["index"]
         data, seen = blobs[index], prepared[index].image
         assert isinstance(data, bytes) and seen is not None  # an entry with a result had both
-        return Answered(entry["result"], data, seen.pixels)
+        return Answered(entry["result"], data, seen.pixels, seen.reasons)
 
-    async def _record(self, answered: list[Answered], caller: str | None) -> None:
+    async def _record(self, serving: Serving, answered: list[Answered], caller: str | None) -> None:
         """Put the answers' decisions on record, with the photos kept for review and audit; the
         answers may be given only once this returns."""
         if self.decisions is None or not answered:
@@ -219,7 +230,7 @@ class RequestFlow:
             references = await loop.run_in_executor(self.preprocess_pool, self.photos.keep, kept)
             stored = {id(a): reference for a, reference in zip(kept, references, strict=True)}
         now = dt.datetime.now(dt.UTC)
-        policy = self.policy
+        policy = serving.policy
         rows = [
             decision_row(
                 a.answer,
@@ -277,6 +288,7 @@ class RequestFlow:
 
     def _item(
         self,
+        serving: Serving,
         index: int,
         item: Prepared,
         futures: dict[int, asyncio.Future[Outcome]],
@@ -290,7 +302,7 @@ class RequestFlow:
                 outcome = self._unwrap(futures[index])
                 return {
                     "index": index,
-                    "result": self.answer(outcome, item.image, item.preprocess_s, top_k, on, item_id),
+                    "result": self.answer(serving, outcome, item.image, item.preprocess_s, top_k, on, item_id),
                     "error": None,
                 }
             except ApiError as exc:
@@ -301,9 +313,9 @@ class RequestFlow:
         return {"index": index, "result": None, "error": {"status": error.status, **error.body()}}
 
     # --- results and errors ---------------------------------------------------------------------
-    async def _await(self, future: asyncio.Future[Outcome], disconnected: asyncio.Future[None]) -> Outcome:
-        batcher = self.batcher
-
+    async def _await(
+        self, batcher: Batcher, future: asyncio.Future[Outcome], disconnected: asyncio.Future[None]
+    ) -> Outcome:
         def gone(_: asyncio.Future[None]) -> None:
             batcher.abandon((future,))
 
@@ -335,15 +347,22 @@ class RequestFlow:
         return errors.inference_failed(f"{type(exc).__name__}: {exc}")
 
     def answer(
-        self, outcome: Outcome, seen: ModelInput, preprocess_s: float, top_k: int, on: dt.date, item_id: str | None
+        self,
+        serving: Serving,
+        outcome: Outcome,
+        seen: ModelInput,
+        preprocess_s: float,
+        top_k: int,
+        on: dt.date,
+        item_id: str | None,
     ) -> dict[str, Any]:
         return build_answer(
             outcome,
             seen,
-            model=self.model,
-            policy=self.policy,
+            model=serving.model,
+            policy=serving.policy,
             metrics=self.metrics,
-            model_ref=self.model_ref,
+            model_ref=serving.model_ref,
             preprocess_s=preprocess_s,
             top_k=top_k,
             on=on,

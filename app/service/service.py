@@ -21,14 +21,17 @@ from sqlalchemy import Engine
 from app import errors
 from app.config import Settings
 from app.inference.batcher import Batcher
-from app.inference.loader import load_model
-from app.inference.model import Images, Model
+from app.inference.loader import load_model, load_version
+from app.inference.model import Model
 from app.metrics import Metrics
 from app.policy import Policy, load_policy_for
 from app.records.keeper import PhotoKeeper
 from app.records.log import DecisionLog
 from app.records.photos import PhotoStore
-from app.service.answers import Row, infer_rows
+from app.rollout.rollout import Rollout, RolloutError
+from app.rollout.serving import Serving, build_serving, warm_and_start
+from app.rollout.shadow import Shadow
+from app.rollout.watcher import Watcher
 from app.service.flow import RequestFlow
 from app.service.housekeeping import Housekeeping
 from app.service.lifecycle import Lifecycle
@@ -58,11 +61,11 @@ class Service:
     def __init__(self, settings: Settings, model: Model | None = None, metrics: Metrics | None = None):
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.model: Model | None = model
-        self.policy: Policy | None = None
-        self.batcher: Batcher | None = None
+        self._given_model = model  # tests hand one in; otherwise the newest version is loaded at start
+        self.rollout: Rollout | None = None
         self.flow: RequestFlow | None = None
-        self.model_ref: dict[str, Any] = {}
+        self.shadow: Shadow | None = None
+        self.watcher: Watcher | None = None
         self.keyring = settings.keyring
         self.decisions: DecisionLog | None = None
         self.photos = PhotoKeeper(PhotoStore(settings.data_dir / "photos"), settings.audit_rate, self.metrics)
@@ -76,13 +79,13 @@ class Service:
     async def start(self) -> None:
         """Load and check everything that can be wrong (fail fast), then warm up in the background."""
         settings = self.settings
-        if self.model is None:
-            self.policy = preflight(settings)  # policy and metadata errors before the slow TensorFlow import
-            self.model = await asyncio.to_thread(load_model, settings)
-        model = self.model
-        self.policy = load_policy_for(settings, model.class_names, model.review_threshold)
-        self.model_ref = {"name": model.name, "version": model.version}
-        self.metrics.model_info.labels(model.name, str(model.version)).set(1)
+        model = self._given_model
+        if model is None:
+            preflight(settings)  # policy and metadata errors before the slow TensorFlow import
+            model = await asyncio.to_thread(load_model, settings)
+        live = build_serving(model, settings, self.metrics)
+        self.rollout = Rollout(live, self._load_version, settings.max_loaded_versions, self._roles_changed)
+        self._roles_changed(self.rollout)
         if settings.decision_log:
             self.decisions = DecisionLog(
                 settings.resolved_database_url(), settings.data_dir / "spool" / "decisions.jsonl", self.metrics
@@ -91,40 +94,31 @@ class Service:
             self.housekeeping = Housekeeping(self.decisions, self.photos, self.metrics, settings.photo_retention_days)
             self.housekeeping.start()
         self._preprocess_pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
-        self.batcher = Batcher(
-            self._infer,
-            max_batch_size=settings.max_batch_size,
-            max_wait_s=settings.max_wait_s,
-            max_queue=settings.max_queue,
-            timeout_s=settings.request_timeout_s,
-            observer=self.metrics,
-            padded_sizes=model.batch_sizes,
-        )
+        self.shadow = Shadow(self.rollout, self.metrics, self.decisions)
         self.flow = RequestFlow(
             settings=settings,
             metrics=self.metrics,
             lifecycle=self.lifecycle,
-            model=model,
-            policy=self.policy,
-            model_ref=self.model_ref,
-            batcher=self.batcher,
+            rollout=self.rollout,
             preprocess_pool=self._preprocess_pool,
             decisions=self.decisions,
             photos=self.photos,
+            shadow=self.shadow,
         )
-        batcher = self.batcher
-        self.metrics.watch(lambda: batcher.queue_depth, lambda: self.lifecycle.inflight)
+        rollout = self.rollout
+        self.metrics.watch(
+            lambda: sum(serving.batcher.queue_depth for serving in rollout.loaded()), lambda: self.lifecycle.inflight
+        )
         self.metrics.queue_capacity.set(settings.max_queue)
         self.lifecycle.install_sigterm()
         self._warmup_task = asyncio.get_running_loop().create_task(self._warm_up(), name="warm-up")
 
     async def _warm_up(self) -> None:
-        model, batcher = self.loaded_model, self.batcher
-        assert batcher is not None
+        assert self.rollout is not None
+        live = self.rollout.live
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(model.warmup)
-            await batcher.start()
+            await warm_and_start(live)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             log.critical("warm-up failed, the service stays unready: %s", reason, exc_info=exc)
@@ -138,11 +132,46 @@ class Service:
         self.lifecycle.serving()
         log.info(
             "ready: %s v%s warmed at batch sizes %s in %.1f s",
-            model.name,
-            model.version,
-            list(model.batch_sizes),
+            live.model.name,
+            live.version,
+            list(live.model.batch_sizes),
             time.perf_counter() - started,
         )
+        if self.settings.model_backend != "null":
+            self.watcher = Watcher(self.settings, self.rollout, self.metrics)
+            self.watcher.start()
+
+    async def _load_version(self, version: int) -> Serving:
+        """Load, check and warm one version for the roll-out; RolloutError (and a metric) if refused."""
+        try:
+            model = await asyncio.to_thread(load_version, self.settings, version)
+            serving = build_serving(model, self.settings, self.metrics)
+            await warm_and_start(serving)
+        except Exception as exc:
+            self.metrics.model_loaded("refused")
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("model version %d refused, the live version keeps serving: %s", version, reason)
+            raise RolloutError("model_refused", f"Version {version} was refused: {reason}") from None
+        self.metrics.model_loaded("loaded")
+        log.info("model version %d loaded and warmed", version)
+        return serving
+
+    def _roles_changed(self, rollout: Rollout) -> None:
+        roles = rollout.roles
+        held = [
+            (version, role)
+            for role, version in (
+                ("live", roles.live),
+                ("previous", roles.previous),
+                ("shadow", roles.shadow),
+                ("canary", roles.canary),
+            )
+            if version is not None
+        ]
+        self.metrics.roles_changed(held)
+        live = rollout.live.model
+        self.metrics.model_info.clear()
+        self.metrics.model_info.labels(live.name, str(live.version)).set(1)
 
     # --- stop -----------------------------------------------------------------------------------
     async def stop(self) -> None:
@@ -150,8 +179,10 @@ class Service:
         self.lifecycle.stopped()
         if self._warmup_task is not None and not self._warmup_task.done():
             self._warmup_task.cancel()
-        if self.batcher is not None:
-            await self.batcher.stop(timeout_s=max(1.0, self.settings.drain_timeout_s))
+        if self.watcher is not None:
+            await self.watcher.stop()
+        if self.rollout is not None:
+            await self.rollout.stop_all(timeout_s=max(1.0, self.settings.drain_timeout_s))
         if self._preprocess_pool is not None:
             self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
         if self.housekeeping is not None:
@@ -166,20 +197,30 @@ class Service:
     # --- what the parts need of each other ------------------------------------------------------
     @property
     def ready_for_traffic(self) -> bool:
-        """The phase is SERVING and the batcher's loop is alive (/readyz answers 200 on this alone)."""
-        return self.lifecycle.ready_for_traffic and self.batcher is not None and self.batcher.running
+        """The phase is SERVING and the live batcher's loop is alive (/readyz answers 200 on this alone)."""
+        return self.lifecycle.ready_for_traffic and self.rollout is not None and self.rollout.live.ready
+
+    @property
+    def live(self) -> Serving:
+        if self.rollout is None:
+            raise errors.not_ready()
+        return self.rollout.live
+
+    @property
+    def batcher(self) -> Batcher:
+        return self.live.batcher
 
     @property
     def loaded_model(self) -> Model:
-        if self.model is None:
-            raise errors.not_ready()
-        return self.model
+        return self.live.model
 
     @property
     def loaded_policy(self) -> Policy:
-        if self.policy is None:
-            raise errors.not_ready()
-        return self.policy
+        return self.live.policy
+
+    @property
+    def model_ref(self) -> dict[str, Any]:
+        return self.live.model_ref if self.rollout is not None else {}
 
     @property
     def records_engine(self) -> Engine:
@@ -195,10 +236,7 @@ class Service:
         return self.flow
 
     def _work_idle(self) -> bool:
-        return self.batcher is None or self.batcher.idle
-
-    def _infer(self, images: Images) -> list[Row]:  # the batcher's worker thread
-        return infer_rows(self.loaded_model, self.loaded_policy, images)
+        return self.rollout is None or all(serving.batcher.idle for serving in self.rollout.loaded())
 
     def count_rejection(self, code: str) -> None:
         self.metrics.count_rejection(code)

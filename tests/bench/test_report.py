@@ -24,6 +24,7 @@ def test_the_committed_figures_render_every_section():
         "## max_wait_ms sweep",
         "## Camera-size photos",
         "## What the decision log costs",
+        "## Model roll-out",
         "## Soak",
         "## Reproduce",
     ]

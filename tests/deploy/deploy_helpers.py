@@ -53,6 +53,14 @@ SERVICE_METRICS = {
     "garment_sorter_audited_total": "counter",
     "garment_sorter_review_backlog": "gauge",
     "garment_sorter_review_oldest_pending_seconds": "gauge",
+    # Issue 16: the model roll-out.
+    "garment_sorter_model_role": "gauge",
+    "garment_sorter_model_loads_total": "counter",
+    "garment_sorter_rollout_file_errors_total": "counter",
+    "garment_sorter_version_answers_total": "counter",
+    "garment_sorter_shadow_answers_total": "counter",
+    "garment_sorter_shadow_silent_bin_changes_total": "counter",
+    "garment_sorter_shadow_dropped_total": "counter",
 }
 
 

@@ -149,6 +149,9 @@ def traffic(server, prometheus) -> dict:
         def empty() -> httpx.Response:
             return client.post("/classify", content=b"", headers={"Content-Type": "image/png"})
 
+        # The held-out twin in shadow: the roll-out panels have a candidate to show.
+        twin = client.put("/v1/admin/shadow", json={"version": 7})
+        assert twin.status_code == 200, twin.text
         singles.append(single(0))
         batches.append(batch(0))
         empties.append(empty())
@@ -211,17 +214,26 @@ def test_latency_histogram_arrived_with_exact_counts(prometheus, traffic):
 
 
 def test_batch_size_series_arrived_with_exact_counts(prometheus, traffic):
-    # Every image that reached the model is in exactly one batch: the sum of batch sizes is the
-    # image count (warm-up does not go through the batcher), and batching packed them into fewer
-    # model calls than images.
+    # Every image that reached a model is in exactly one batch: the sum of batch sizes is the image
+    # count plus the copies the shadow candidate answered (warm-up does not go through a batcher),
+    # and batching packed them into fewer model calls than images.
+    prometheus.wait_until(
+        lambda: (
+            prometheus.query("garment_sorter_batch_size_sum")[()]
+            == IMAGES + prometheus.query("sum(garment_sorter_shadow_answers_total)")[()]
+        ),
+        20,
+        "a scrape after the shadow's last copies",
+    )
+    shadowed = prometheus.query("sum(garment_sorter_shadow_answers_total)")[()]
     batch_sum = prometheus.query("garment_sorter_batch_size_sum")[()]
     batch_count = prometheus.query("garment_sorter_batch_size_count")[()]
-    assert batch_sum == IMAGES
-    assert math.ceil(IMAGES / 64) <= batch_count < IMAGES
+    assert 0 < shadowed <= IMAGES and batch_sum == IMAGES + shadowed
+    assert math.ceil(IMAGES / 64) <= batch_count < IMAGES + shadowed
     buckets = prometheus.query("garment_sorter_batch_size_bucket", by=("le",))
     assert buckets[("+Inf",)] == batch_count
     assert buckets[("1.0",)] < batch_count, "some batches carried more than one image"
-    assert prometheus.query("garment_sorter_queue_wait_seconds_count")[()] == IMAGES
+    assert prometheus.query("garment_sorter_queue_wait_seconds_count")[()] == IMAGES + shadowed
     assert prometheus.query("garment_sorter_inference_duration_seconds_count")[()] == batch_count
 
 

@@ -319,7 +319,7 @@ async def classify_batch(request: Request) -> Response:
     service, caller = _service(request)
     top_k, as_of = _query(request)
     settings, flow = service.settings, service.request_flow
-    flow.batcher_for_admitted_work()  # 503 not_ready comes before 415
+    flow.serving_for()  # 503 not_ready comes before 415
     media = _media_type(request)
     if media != "multipart/form-data":
         raise errors.unsupported_media_type(media)
@@ -365,4 +365,6 @@ async def classify_batch(request: Request) -> Response:
     for entry, filename in zip(results, filenames, strict=True):
         entry["filename"] = filename
     failed = sum(1 for entry in results if entry["error"] is not None)
-    return JSONResponse({"model": service.model_ref, "count": len(results), "failed": failed, "results": results})
+    answered = next((entry["result"] for entry in results if entry["result"] is not None), None)
+    model_ref = service.model_ref if answered is None else answered["model"]  # the version that answered
+    return JSONResponse({"model": model_ref, "count": len(results), "failed": failed, "results": results})

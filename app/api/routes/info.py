@@ -25,6 +25,7 @@ async def model_info(service: ServiceDep) -> dict[str, Any]:
         "review_threshold": policy.review_threshold,
         "review_threshold_source": policy.review_threshold_source,
         "max_batch_size": service.settings.max_batch_size,
+        "loaded": [] if service.rollout is None else service.rollout.describe(),
     }
 
 

@@ -16,7 +16,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import errors
 from app.access import Role
 from app.api.deps import ServiceDep, api_key_header, check_api_key
-from app.api.schemas import DecisionList, DecisionRecord, ErrorBody, ReviewQueue, ReviewRecord, ReviewRequest
+from app.api.schemas import (
+    DecisionList,
+    DecisionRecord,
+    DisagreementList,
+    ErrorBody,
+    ReviewQueue,
+    ReviewRecord,
+    ReviewRequest,
+)
 from app.records import queries
 from app.records.photos import media_type
 from app.service.reviewing import record_review
@@ -78,6 +86,21 @@ async def review_queue(
         "oldest_pending_age_s": None if oldest is None else (dt.datetime.now(dt.UTC) - oldest).total_seconds(),
         "next_after": queue.items[-1]["decision_id"] if len(queue.items) == limit else None,
     }
+
+
+@router.get(
+    "/shadow/disagreements",
+    response_model=DisagreementList,
+    summary="Live decisions the shadow candidate answered differently, oldest first (to review them)",
+    responses=_ERRORS,
+)
+async def shadow_disagreements(
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = PAGE_DEFAULT,
+    after: Annotated[str | None, Query(max_length=36, description="next_after of the previous page")] = None,
+) -> dict[str, Any]:
+    items = await _query(service, lambda engine: queries.shadow_disagreements(engine, limit=limit, after=after))
+    return {"items": items, "next_after": items[-1]["decision"]["decision_id"] if len(items) == limit else None}
 
 
 @router.get("/decisions", response_model=DecisionList, summary="An item's decisions, newest first", responses=_ERRORS)

@@ -553,6 +553,14 @@ KEYED_ROUTES = {
     "/v1/decisions/{decision_id}",
     "/v1/decisions/{decision_id}/photo",
     "/v1/decisions/{decision_id}/review",
+    "/v1/shadow/disagreements",
+    "/v1/admin/models",
+    "/v1/admin/models/{version}/load",
+    "/v1/admin/models/{version}/promote",
+    "/v1/admin/models/{version}/unload",
+    "/v1/admin/rollback",
+    "/v1/admin/shadow",
+    "/v1/admin/canary",
 }
 
 
