@@ -63,6 +63,7 @@ ROUTES = (
     "/openapi.json",
 )
 OTHER_ROUTE = "other"
+SHADOW_DROP_REASONS = ("stale", "backlog", "candidate_busy", "candidate_not_ready", "failed", "not_recorded")
 disable_created_metrics()  # the *_created series double the scrape size and nothing here reads them
 
 
@@ -212,8 +213,8 @@ class Metrics:
         )
         self.shadow_dropped = Counter(
             f"{PREFIX}_shadow_dropped_total",
-            "Live answers the shadow candidate did not see, by reason (live_busy, candidate_busy, "
-            "candidate_not_ready, failed, not_recorded)",
+            "Live answers the shadow candidate did not see, by reason: stale (no idle moment came within 2 s), "
+            "backlog, candidate_busy, candidate_not_ready, failed, not_recorded",
             ["candidate", "reason"],
             registry=registry,
         )
@@ -292,6 +293,10 @@ class Metrics:
         self.model_role.clear()
         for version, role in roles:
             self.model_role.labels(str(version), role).set(1)
+            if role == "shadow":  # its series exist from the start: a ratio of them is 0, not absent
+                self.shadow_silent_bin_changes.labels(str(version))
+                for reason in SHADOW_DROP_REASONS:
+                    self.shadow_dropped.labels(str(version), reason)
 
     def model_loaded(self, outcome: str) -> None:
         self.model_loads.labels(outcome).inc()

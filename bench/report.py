@@ -423,9 +423,15 @@ def _rollout_section(results: dict[str, Any]) -> list[str]:
         "",
         (
             f"p99 during the swap: {swap['p99_ratio']:.2f}x steady (load, warm-up and swap took"
-            f" {swap['load_and_warm_s']:.1f} s). Shadow: c=1 p50 {100 * shadow['p50_change']:+.1f} %, with"
-            f" {100 * shadow['c1_shadowed_share']:.0f} % of answers shadowed (the rest dropped because the"
-            f" candidate was still busy); at c=64, {100 * shadow['c64_dropped_share']:.0f} % of copies dropped."
+            f" {swap['load_and_warm_s']:.1f} s); resident memory {swap.get('rss_one_version_mib', 0):.0f} MiB with one"
+            f" version loaded, {swap.get('rss_two_versions_mib', 0):.0f} MiB with two."
+            " Shadow (it runs only when no live request has been in flight"
+            f" for 3 ms): c=1 closed loop p50 {100 * shadow['p50_change']:+.1f} % with"
+            f" {100 * shadow['c1_shadowed_share']:.0f} % of answers shadowed; at a scanner line's"
+            f" {shadow.get('line_rate_per_s', 0):g} photos/s, p50 {shadow.get('line_off_p50_ms', 0):.2f} ->"
+            f" {shadow.get('line_on_p50_ms', 0):.2f} ms ({100 * shadow.get('line_p50_change', 0):+.1f} %) with"
+            f" {100 * shadow.get('line_shadowed_share', 0):.0f} % shadowed; at c=64,"
+            f" {100 * shadow['c64_dropped_share']:.0f} % of copies dropped."
         ),
         "",
     ]

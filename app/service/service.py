@@ -94,7 +94,7 @@ class Service:
             self.housekeeping = Housekeeping(self.decisions, self.photos, self.metrics, settings.photo_retention_days)
             self.housekeeping.start()
         self._preprocess_pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
-        self.shadow = Shadow(self.rollout, self.metrics, self.decisions)
+        self.shadow = Shadow(self.rollout, self.metrics, self.decisions, lambda: self.lifecycle.inflight)
         self.flow = RequestFlow(
             settings=settings,
             metrics=self.metrics,
@@ -181,6 +181,8 @@ class Service:
             self._warmup_task.cancel()
         if self.watcher is not None:
             await self.watcher.stop()
+        if self.shadow is not None:
+            await self.shadow.stop()
         if self.rollout is not None:
             await self.rollout.stop_all(timeout_s=max(1.0, self.settings.drain_timeout_s))
         if self._preprocess_pool is not None:
