@@ -50,6 +50,11 @@ class RolloutFile(BaseModel):
     canary: Canary | None = None
 
 
+def read_rollout_file(path: Path) -> RolloutFile:
+    """The roll-out file, validated; OSError, yaml.YAMLError or ValidationError when it is not usable."""
+    return RolloutFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
 def _complete_since(version_dir: Path) -> float | None:
     """When the version directory last changed, if it holds what a version needs (None if not)."""
     if not ((version_dir / SAVED_MODEL_FILE).is_file() and (version_dir / METADATA_FILE).is_file()):
@@ -113,7 +118,7 @@ class Watcher:
             return
         self._file_mtime = mtime
         try:
-            wanted = RolloutFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+            wanted = read_rollout_file(path)
         except (OSError, yaml.YAMLError, ValidationError) as exc:
             self.metrics.rollout_file_error()
             log.error("roll-out file %s not applied: %s", path, str(exc).splitlines()[0])

@@ -16,6 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from app import errors
@@ -31,7 +33,7 @@ from app.records.photos import PhotoStore
 from app.rollout.rollout import Rollout, RolloutError
 from app.rollout.serving import Serving, build_serving, warm_and_start
 from app.rollout.shadow import Shadow
-from app.rollout.watcher import Watcher
+from app.rollout.watcher import Watcher, read_rollout_file
 from app.service.flow import RequestFlow
 from app.service.housekeeping import Housekeeping
 from app.service.lifecycle import Lifecycle
@@ -82,7 +84,7 @@ class Service:
         model = self._given_model
         if model is None:
             preflight(settings)  # policy and metadata errors before the slow TensorFlow import
-            model = await asyncio.to_thread(load_model, settings)
+            model = await asyncio.to_thread(self._first_model)
         live = build_serving(model, settings, self.metrics)
         self.rollout = Rollout(live, self._load_version, settings.max_loaded_versions, self._roles_changed)
         self._roles_changed(self.rollout)
@@ -140,6 +142,19 @@ class Service:
         if self.settings.model_backend != "null":
             self.watcher = Watcher(self.settings, self.rollout, self.metrics)
             self.watcher.start()
+
+    def _first_model(self) -> Model:
+        """The version to start on: the roll-out file's live one when there is a usable file (a restart
+        keeps a roll back), else the highest complete version."""
+        path = self.settings.rollout_file
+        if path is not None and self.settings.model_backend != "null":
+            try:
+                live = read_rollout_file(path).live
+            except (OSError, yaml.YAMLError, ValidationError) as exc:
+                log.error("roll-out file %s not usable at start, serving the newest version: %s", path, exc)
+            else:
+                return load_version(self.settings, live)
+        return load_model(self.settings)
 
     async def _load_version(self, version: int) -> Serving:
         """Load, check and warm one version for the roll-out; RolloutError (and a metric) if refused."""
