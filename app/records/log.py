@@ -14,12 +14,13 @@ decision twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -157,12 +158,13 @@ class DecisionLog:
     @staticmethod
     def _settle(group: list[tuple[Rows, Future[None]]], error: Exception | None) -> None:
         for _, future in group:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
+            # A request whose client went away cancels its future, perhaps at this very moment:
+            # its decisions are written all the same, and nobody waits for the outcome.
+            with contextlib.suppress(InvalidStateError):
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
 
     def _database_ready(self) -> bool:
         """Whether new decisions may go straight to the database: it is reachable and migrated,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from app.inference.segmentation.pose import min_area_rect
+from app.inference.segmentation.pose import min_area_rect, sample_points
 
 MIN_DISTANCE = 5.0  # the smallest distance from the belt that is ever foreground (0-255 lightness)
 HYSTERESIS_LOW = 0.5  # of the threshold: fainter pixels join where they touch foreground
@@ -25,6 +25,7 @@ GROUP_GAP_FRACTION = 0.04  # of the short edge: pieces closer than this are one 
 LABEL_MIN_FRACTION = 0.002  # of the frame: a label is larger than this ...
 LABEL_MAX_FRACTION = 0.05  # ... smaller than this ...
 LABEL_MIN_FILL = 0.93  # ... and fills this much of its minimum-area rectangle
+LABEL_SHAPE_POINTS = 2000  # a label's pixels the rectangle is fitted to (a sample of a large one)
 CUT_OFF_FRACTION = 0.02  # of an edge's length touched by an item: cut off by the frame
 EIGHT_NEIGHBOURS = np.ones((3, 3), bool)
 
@@ -133,7 +134,7 @@ def is_label_piece(labels: np.ndarray, where: tuple[slice, ...] | None, index: i
     points = np.argwhere(piece).astype(np.float64)
     if len(points) < 8:
         return False
-    rect_area, _, _ = min_area_rect(points[:: len(points) // 2000 + 1])
+    rect_area, _, _ = min_area_rect(sample_points(points, LABEL_SHAPE_POINTS))
     return len(points) >= LABEL_MIN_FILL * rect_area
 
 

@@ -44,10 +44,13 @@ def box_areas(points: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
     return areas
 
 
+def sample_points(points: np.ndarray, limit: int = MAX_HULL_POINTS) -> np.ndarray:
+    """At most about ``limit`` of the points, evenly strided: the minimum-area rectangle needs only
+    the outline's extremes, and the hull's cost grows with the points it is given."""
+    return points if len(points) <= limit else points[:: len(points) // limit + 1]
+
+
 def tilt_of(mask: np.ndarray) -> float:
     """The garment's tilt to undo, in degrees (0: leave it as it lies)."""
-    points = np.argwhere(mask)
-    if len(points) > MAX_HULL_POINTS:
-        points = points[:: len(points) // MAX_HULL_POINTS + 1]
-    _, tilt, gain = min_area_rect(points.astype(np.float64))
+    _, tilt, gain = min_area_rect(sample_points(np.argwhere(mask)).astype(np.float64))
     return tilt if gain >= MIN_TILT_GAIN and abs(tilt) >= MIN_TILT_DEG else 0.0
