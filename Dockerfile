@@ -64,7 +64,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     SORTER_MODEL_DIR=/srv/garment-sorter/models/fashion-cnn \
-    SORTER_DATA_DIR=/var/lib/garment-sorter
+    SORTER_DATA_DIR=/var/lib/garment-sorter \
+    SORTER_LOG_FORMAT=json
 
 WORKDIR /srv/garment-sorter
 

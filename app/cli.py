@@ -37,27 +37,15 @@ def _settings(**overrides: Any) -> Settings:
 UVICORN_SHUTDOWN_GRACE_S = 1
 
 
-# The multipart parser warns once per malformed body; the client already gets a 400 with the
-# reason and the rejection is counted, so those lines would only let any client flood the log.
-QUIET_LOGGERS = ("python_multipart", "python_multipart.multipart")
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(max(logging.ERROR, logging.getLogger().level))
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
+    from app.logs import configure_logging
     from app.main import create_app
     from app.server.uvicorn_adapter import ServerExit, build_server
     from app.service.service import preflight
 
     settings = _settings(log_level=args.log_level)
     preflight(settings)
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     service = app.state.service
     server = build_server(

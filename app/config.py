@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     # Lifecycle
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long admitted work may take to finish")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Log level")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text for a terminal; json: one object per line, with the request id (the image's default)"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,6 +1,7 @@
 """Pure ASGI middleware (no per-request task or body copy, unlike BaseHTTPMiddleware).
 
-- every request: ``garment_sorter_requests_total`` and ``..._request_duration_seconds``;
+- every request: ``garment_sorter_requests_total`` and ``..._request_duration_seconds``, and a
+  request id (the caller's ``X-Request-ID`` or a new one) in every log line and the answer's header;
 - work routes (POST /classify, /classify/batch): refused with 503 while draining, counted as
   in flight for the drain, and held to their body limit (Content-Length up front, streamed bytes
   as they arrive), so an oversized upload is never buffered.
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors
 from app.errors import ApiError
+from app.logs import REQUEST_ID, request_id_from
 from app.metrics import route_label
 from app.service.service import Service
 
@@ -39,11 +41,15 @@ class ServiceMiddleware:
             return
         started = time.perf_counter()
         status = 500  # if the app raises before answering, the server error handler answers 500
+        request_id = request_id_from(_header(scope, b"x-request-id"))
+        token = REQUEST_ID.set(request_id)  # every log line of this request carries it
+        echoed = (b"x-request-id", request_id.encode())
 
         async def send_observed(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), echoed]
             await send(message)
 
         path = scope["path"]
@@ -55,6 +61,7 @@ class ServiceMiddleware:
                 await self._work(scope, receive, send_observed, limit)
         finally:
             self.service.metrics.observe_request(route_label(path), status, time.perf_counter() - started)
+            REQUEST_ID.reset(token)
 
     async def _work(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         service = self.service
@@ -85,11 +92,16 @@ class ServiceMiddleware:
             service.lifecycle.request_finished()
 
 
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
     return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None

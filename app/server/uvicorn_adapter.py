@@ -146,6 +146,7 @@ def build_server(
         port=port,
         workers=1,  # the batcher needs every request in one process
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through the service's handler (text or JSON, with request ids)
         access_log=access_log,
         timeout_graceful_shutdown=int(shutdown_grace_s),
         timeout_keep_alive=keep_alive_s,

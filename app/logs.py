@@ -1,0 +1,64 @@
+"""Log lines: text for a developer's terminal, or one JSON object per line for machines
+(`SORTER_LOG_FORMAT`); every line written while a request is served carries its request id.
+
+The request id is the caller's `X-Request-ID` when it is a safe token (letters, digits and
+`._:-`, at most 128 characters), else one generated here; the answer echoes it in its own
+`X-Request-ID` header, so a scanner's log and ours meet on it.
+
+TensorFlow's C++ runtime writes a few lines of its own straight to stderr at start-up (the
+`I0000 ...` lines); they bypass Python's logging and stay text.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import sys
+import uuid
+from typing import TextIO
+
+from pythonjsonlogger.json import JsonFormatter
+
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Multipart parsing warns once per malformed body; the client already gets a 400 with the reason
+# and the rejection is counted, so those lines would only let any client flood the log.
+QUIET_LOGGERS = ("python_multipart", "python_multipart.multipart")
+
+
+def request_id_from(header: str | None) -> str:
+    """The caller's id when it is safe to log and echo, else a new one."""
+    if header is not None and SAFE_REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` (None outside a request) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        record.__dict__.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
+        return True
+
+
+def configure_logging(level: str, log_format: str = "text", stream: TextIO | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    if log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                timestamp=False,
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.ERROR, root.level))
