@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -348,33 +349,31 @@ def _write(results: dict[str, Any], out: Path) -> None:
     print(f"wrote {out} and {image_dir}/", flush=True)
 
 
-def run_camera(args: argparse.Namespace) -> dict[str, Any]:
-    """`python -m bench camera`: measure camera-size photos alone and put the figures into the
-    published report beside the suite's last results (docs/bench/results.json)."""
+def _measure_into_report(
+    args: argparse.Namespace, part: str, measure: Callable[[argparse.Namespace], Any]
+) -> dict[str, Any]:
+    """Measure one part alone and put its figures into the published report beside the suite's
+    last results (docs/bench/results.json)."""
     out = Path(args.report)
-    saved = out.parent / "bench" / "results.json"
-    results = load_results(saved)
-    results["camera"] = _dated(bench_camera(args))
+    results = load_results(out.parent / "bench" / "results.json")
+    results[part] = _dated(measure(args))
     _write(results, out)
     return results
+
+
+def run_camera(args: argparse.Namespace) -> dict[str, Any]:
+    """`python -m bench camera`: camera-size photos."""
+    return _measure_into_report(args, "camera", bench_camera)
 
 
 def run_decision_log(args: argparse.Namespace) -> dict[str, Any]:
-    """`python -m bench decisions`: the decision log's cost alone, into the published report."""
-    out = Path(args.report)
-    results = load_results(out.parent / "bench" / "results.json")
-    results["decision_log"] = _dated(bench_decision_log(args))
-    _write(results, out)
-    return results
+    """`python -m bench decisions`: the decision log's cost."""
+    return _measure_into_report(args, "decision_log", bench_decision_log)
 
 
 def run_rollout(args: argparse.Namespace) -> dict[str, Any]:
-    """`python -m bench rollout`: a swap under load and the shadow's cost, into the published report."""
-    out = Path(args.report)
-    results = load_results(out.parent / "bench" / "results.json")
-    results["rollout"] = _dated(bench_rollout(args))
-    _write(results, out)
-    return results
+    """`python -m bench rollout`: a swap under load and the shadow's cost."""
+    return _measure_into_report(args, "rollout", bench_rollout)
 
 
 def run_soak(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,15 +10,21 @@ import contextlib
 import io
 import json
 import os
+import threading
+import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.photos import load_test_set
 from bench.server import Server, start_server, stop_server
 from contract.classes import CLASS_NAMES  # the contract the answers are held to
 
@@ -81,6 +87,70 @@ def png_l(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), "L").save(buffer, "PNG")
     return buffer.getvalue()
+
+
+# --- steady load -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Answer:
+    sent_at: float  # time.monotonic() when the request left
+    status: int | str  # the HTTP status, or the transport error's name (a server killed under it)
+    body: dict | None  # a 200's JSON answer
+
+
+class Load:
+    """``clients`` threads posting the first 64 test images to POST /classify until stopped; every
+    answer is kept, in the order answers arrived."""
+
+    def __init__(self, server: Server, clients: int = 8, headers: dict[str, str] | None = None):
+        self.url = server.url + "/classify"
+        self.images = [png_l(image) for image in load_test_set()[0][:64]]
+        self.headers = {**(headers or {}), "Content-Type": "image/png"}
+        self._answers: list[Answer] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(n, clients)) for n in range(clients)]
+
+    def _run(self, number: int, clients: int) -> None:
+        with httpx.Client(timeout=30.0) as client:
+            sent = number
+            while not self._stop.is_set():
+                data = self.images[sent % len(self.images)]
+                sent += clients
+                sent_at = time.monotonic()
+                try:
+                    response = client.post(self.url, content=data, headers=self.headers)
+                except httpx.HTTPError as exc:
+                    answer = Answer(sent_at, type(exc).__name__, None)
+                    time.sleep(0.05)
+                else:
+                    body = response.json() if response.status_code == 200 else None
+                    answer = Answer(sent_at, response.status_code, body)
+                with self._lock:
+                    self._answers.append(answer)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    @property
+    def answers(self) -> list[Answer]:
+        with self._lock:
+            return list(self._answers)
+
+    @property
+    def statuses(self) -> Counter[int | str]:
+        return Counter(answer.status for answer in self.answers)
+
+    @property
+    def answered(self) -> list[str]:
+        """The decision ids of the 200s."""
+        return [answer.body["decision_id"] for answer in self.answers if answer.body is not None]
 
 
 # --- the fault-injecting test model -------------------------------------------------------------

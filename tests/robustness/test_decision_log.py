@@ -5,66 +5,23 @@ costs no answer, loses no decision and records none twice."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 from pg_cluster import available, running_cluster, wait_until
-from robustness_helpers import MODEL_DIR, metric, png_l, scrape
+from robustness_helpers import MODEL_DIR, Load, metric, scrape
 from sqlalchemy import create_engine, text
 
-from bench.photos import load_test_set
-from bench.server import Server, start_server, stop_server
+from bench.server import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 CLIENTS = 8
 
 
-class Load:
-    """CLIENTS threads posting test images until stopped; every 200's decision_id is kept."""
-
-    def __init__(self, server: Server):
-        self.url = server.url + "/classify"
-        self.images = [png_l(image) for image in load_test_set()[0][:64]]
-        self.answered: list[str] = []
-        self.statuses: Counter[int | str] = Counter()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(n,)) for n in range(CLIENTS)]
-        self._lock = threading.Lock()
-
-    def _run(self, number: int) -> None:
-        with httpx.Client(timeout=10.0) as client:
-            sent = number
-            while not self._stop.is_set():
-                data = self.images[sent % len(self.images)]
-                sent += CLIENTS
-                try:
-                    response = client.post(self.url, content=data, headers={"Content-Type": "image/png"})
-                except httpx.HTTPError as exc:  # the server killed under it
-                    with self._lock:
-                        self.statuses[type(exc).__name__] += 1
-                    time.sleep(0.05)
-                    continue
-                with self._lock:
-                    self.statuses[response.status_code] += 1
-                    if response.status_code == 200:
-                        self.answered.append(response.json()["decision_id"])
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def wait_for(self, answers: int, timeout_s: float = 60.0) -> None:
-        assert wait_until(lambda: len(self.answered) >= answers, timeout_s), dict(self.statuses)
+def wait_for(load: Load, answers: int, timeout_s: float = 60.0) -> None:
+    assert wait_until(lambda: len(load.answered) >= answers, timeout_s), dict(load.statuses)
 
 
 def sqlite_ids(data_dir: Path) -> list[str]:
@@ -77,7 +34,7 @@ def test_kill_9_under_load_loses_no_answered_decision(tmp_path):
     server = start_server({"SORTER_MODEL_DIR": str(MODEL_DIR), "SORTER_DATA_DIR": str(data_dir)})
     try:
         with Load(server) as load:
-            load.wait_for(300)
+            wait_for(load, 300)
             server.process.kill()  # SIGKILL: no drain, no flush, no goodbye
             server.process.wait(10)
             time.sleep(0.5)
@@ -113,13 +70,13 @@ def test_postgresql_stopped_under_load_no_5xx_spool_drains_counts_reconcile(tmp_
         server = start_server(env)
         try:
             with Load(server) as load:
-                load.wait_for(100)
+                wait_for(load, 100)
                 cluster.stop()
                 stopped_at = len(load.answered)
-                load.wait_for(stopped_at + 200)  # answered while the database is away
+                wait_for(load, stopped_at + 200)  # answered while the database is away
                 spooled = metric(scrape(server), "garment_sorter_decision_log_spool_records")
                 cluster.start()
-                load.wait_for(len(load.answered) + 100)
+                wait_for(load, len(load.answered) + 100)
             drained = wait_until(
                 lambda: metric(scrape(server), "garment_sorter_decision_log_spool_records") == 0, timeout_s=30
             )

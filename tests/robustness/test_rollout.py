@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import shutil
 import sqlite3
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 from pg_cluster import wait_until
-from robustness_helpers import MODEL_DIR, metric, png_l, scrape
+from robustness_helpers import MODEL_DIR, Load, metric, png_l, scrape
 
 from app.config import load_settings
 from app.inference.tensorflow_model import load_version_dir
@@ -55,44 +54,13 @@ def serve(root: Path, tmp_path: Path, **env: str) -> Server:
     )
 
 
-class Load:
-    """Clients posting test images until stopped; (status, version) of every answer."""
+def versions_since(load: Load, start: int, end: int | None = None) -> Counter[int | None]:
+    return Counter(None if a.body is None else a.body["model"]["version"] for a in load.answers[start:end])
 
-    def __init__(self, server: Server, clients: int = 8):
-        self.url = server.url + "/classify"
-        self.images = [png_l(image) for image in load_test_set()[0][:64]]
-        self.answers: list[tuple[int, int | None]] = []
-        self.sent: list[tuple[float, int | None]] = []  # (when sent, time.monotonic(); version that answered)
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(n, clients)) for n in range(clients)]
 
-    def _run(self, number: int, clients: int) -> None:
-        with httpx.Client(timeout=30, headers=ADMIN) as client:
-            sent = number
-            while not self._stop.is_set():
-                started = time.monotonic()
-                response = client.post(self.url, content=self.images[sent % 64], headers={"Content-Type": "image/png"})
-                sent += clients
-                version = response.json()["model"]["version"] if response.status_code == 200 else None
-                self.answers.append((response.status_code, version))
-                self.sent.append((started, version))
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
-
-    def versions_since(self, start: int, end: int | None = None) -> Counter[int | None]:
-        return Counter(version for _, version in self.answers[start:end])
-
-    def versions_sent_between(self, since: float, until: float = float("inf")) -> set[int | None]:
-        """Versions that answered requests sent in [since, until) (time.monotonic())."""
-        return {version for started, version in list(self.sent) if since <= started < until}
+def versions_sent_between(load: Load, since: float, until: float = float("inf")) -> set[int | None]:
+    """Versions that answered requests sent in [since, until) (time.monotonic())."""
+    return {None if a.body is None else a.body["model"]["version"] for a in load.answers if since <= a.sent_at < until}
 
 
 def live_version(server: Server) -> int:
@@ -103,15 +71,15 @@ def test_a_new_version_goes_live_under_load_and_broken_ones_are_refused(tmp_path
     root = model_root(tmp_path)
     server = serve(root, tmp_path)
     try:
-        with Load(server) as load:
+        with Load(server, headers=ADMIN) as load:
             assert wait_until(lambda: len(load.answers) >= 100, 60)
             shutil.copytree(MODEL_DIR / str(TWIN), root / "10")  # copied in place, file by file
             assert wait_until(lambda: live_version(server) == 10, 120), server.log()[-2000:]
             switched = len(load.answers)
             assert wait_until(lambda: len(load.answers) >= switched + 200, 60)
-        assert {status for status, _ in load.answers} == {200}  # no answer lost to the swap
-        assert set(load.versions_since(0)) == {SERVED, 10}
-        assert load.versions_since(switched + 50) == Counter({10: len(load.answers) - switched - 50})
+        assert set(load.statuses) == {200}  # no answer lost to the swap
+        assert set(versions_since(load, 0)) == {SERVED, 10}
+        assert versions_since(load, switched + 50) == Counter({10: len(load.answers) - switched - 50})
         model = httpx.get(server.url + "/v1/model", headers=ADMIN, timeout=10).json()
         assert {v["version"]: v["roles"] for v in model["loaded"]} == {SERVED: ["previous"], 10: ["live"]}
 
@@ -160,7 +128,7 @@ def test_promote_and_roll_back_under_load_canary_and_shadow(tmp_path):
         start_version = live_version(server)
         other = SERVED if start_version == 10 else 10
         # Promote, then roll back, under load.
-        with Load(server) as load:
+        with Load(server, headers=ADMIN) as load:
             assert wait_until(lambda: len(load.answers) >= 100, 60)
             assert admin.post(f"/v1/admin/models/{other}/promote").status_code == 200
             promoted, promoted_at = len(load.answers), time.monotonic()
@@ -170,10 +138,10 @@ def test_promote_and_roll_back_under_load_canary_and_shadow(tmp_path):
             assert rollback.status_code == 200, rollback.text
             rolled, rolled_at = len(load.answers), time.monotonic()
             assert wait_until(lambda: len(load.answers) >= rolled + 150, 60)
-        assert {status for status, _ in load.answers} == {200}
+        assert set(load.statuses) == {200}
         # Each change takes effect at once: every request sent after it returned is answered by the new live.
-        assert load.versions_sent_between(promoted_at, rollback_sent_at) == {other}
-        assert load.versions_sent_between(rolled_at) == {start_version}
+        assert versions_sent_between(load, promoted_at, rollback_sent_at) == {other}
+        assert versions_sent_between(load, rolled_at) == {start_version}
         assert admin.post("/v1/admin/rollback").json()["loaded"]  # and forward again: previous is kept
         assert live_version(server) == other
         admin.post("/v1/admin/rollback")
