@@ -93,6 +93,7 @@ def png_l(pixels: np.ndarray) -> bytes:
 @dataclass(frozen=True)
 class Answer:
     sent_at: float  # time.monotonic() when the request left
+    answered_at: float  # ... and when its answer (or error) came back
     status: int | str  # the HTTP status, or the transport error's name (a server killed under it)
     body: dict | None  # a 200's JSON answer
 
@@ -120,11 +121,11 @@ class Load:
                 try:
                     response = client.post(self.url, content=data, headers=self.headers)
                 except httpx.HTTPError as exc:
-                    answer = Answer(sent_at, type(exc).__name__, None)
+                    answer = Answer(sent_at, time.monotonic(), type(exc).__name__, None)
                     time.sleep(0.05)
                 else:
                     body = response.json() if response.status_code == 200 else None
-                    answer = Answer(sent_at, response.status_code, body)
+                    answer = Answer(sent_at, time.monotonic(), response.status_code, body)
                 with self._lock:
                     self._answers.append(answer)
 

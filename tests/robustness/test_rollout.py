@@ -59,8 +59,13 @@ def versions_since(load: Load, start: int, end: int | None = None) -> Counter[in
 
 
 def versions_sent_between(load: Load, since: float, until: float = float("inf")) -> set[int | None]:
-    """Versions that answered requests sent in [since, until) (time.monotonic())."""
-    return {None if a.body is None else a.body["model"]["version"] for a in load.answers if since <= a.sent_at < until}
+    """Versions that answered requests sent at or after ``since`` and answered before ``until``
+    (time.monotonic()): a request still on its way when a change is made may be routed either side."""
+    return {
+        None if a.body is None else a.body["model"]["version"]
+        for a in load.answers
+        if since <= a.sent_at and a.answered_at < until
+    }
 
 
 def live_version(server: Server) -> int:
