@@ -65,7 +65,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     SORTER_MODEL_DIR=/srv/garment-sorter/models/fashion-cnn \
     SORTER_DATA_DIR=/var/lib/garment-sorter \
-    SORTER_LOG_FORMAT=json
+    SORTER_LOG_FORMAT=json \
+    SORTER_ACCESS_LOG=true
 
 WORKDIR /srv/garment-sorter
 

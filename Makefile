@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-APT_PACKAGES := dataset-fashion-mnist prometheus wrk postgresql chromium chromium-driver
+APT_PACKAGES := dataset-fashion-mnist prometheus wrk postgresql chromium chromium-driver nginx-light
 
 .PHONY: serve test lint bench install install-dev apt-deps
 

@@ -40,10 +40,10 @@ UVICORN_SHUTDOWN_GRACE_S = 1
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.logs import configure_logging
     from app.main import create_app
-    from app.server.uvicorn_adapter import ServerExit, build_server
+    from app.server.uvicorn_adapter import ConnectionLimits, ServerExit, build_server
     from app.service.service import preflight
 
-    settings = _settings(log_level=args.log_level)
+    settings = _settings(log_level=args.log_level, access_log=args.access_log)
     preflight(settings)
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
@@ -52,10 +52,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app,
         host=args.host,
         port=args.port,
-        max_head_bytes=settings.max_header_bytes,
+        limits=ConnectionLimits.from_settings(settings),
         on_reject=service.count_rejection,
+        on_connections=service.metrics.open_connections.set,
         log_level=settings.log_level,
-        access_log=args.access_log,
         keep_alive_s=args.keep_alive_s,
         backlog=args.backlog,
         # Our SIGTERM drain already waited up to SORTER_DRAIN_TIMEOUT_S for accepted work; uvicorn
@@ -188,7 +188,9 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default=None, choices=["critical", "error", "warning", "info", "debug"])
-    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument(
+        "--access-log", action=argparse.BooleanOptionalAction, default=None, help="overrides SORTER_ACCESS_LOG"
+    )
     p.add_argument("--keep-alive-s", type=int, default=5)
     p.add_argument("--backlog", type=int, default=2048)
     p.set_defaults(func=cmd_serve)

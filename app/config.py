@@ -130,6 +130,23 @@ class Settings(BaseSettings):
     # Lifecycle
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long admitted work may take to finish")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Log level")
+    access_log: bool = Field(
+        False,
+        description="One log line per answered request: method, route, status, duration, request id, caller, "
+        "decision id, model version",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request line and headers must arrive within this; else 408 and the connection closed"
+    )
+    body_min_bytes_per_s: int = Field(
+        1024,
+        ge=0,
+        description="After its first SORTER_HEADER_TIMEOUT_S, a request body must average at least this; "
+        "else 408 and closed (0: no limit)",
+    )
+    max_connections: int = Field(
+        2048, ge=1, description="Open client connections; one more is answered 503 too_many_connections and closed"
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="text for a terminal; json: one object per line, with the request id (the image's default)"
     )

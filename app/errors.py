@@ -1,12 +1,16 @@
 """Every error the API answers with: a status, a stable machine-readable ``code`` and a short detail.
 
-Bodies are always ``{"detail": "...", "code": "..."}``. Codes are part of the API contract and are
-also the ``reason`` label of ``garment_sorter_rejections_total`` for refused input.
+Answers are always ``{"detail": "...", "code": "...", "request_id": "..."}`` (the request id the
+answer's ``X-Request-ID`` header carries, so a scanner's error report can be found in our logs).
+Codes are part of the API contract and are also the ``reason`` label of
+``garment_sorter_rejections_total`` for refused input.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from app.logs import REQUEST_ID
 
 
 class ApiError(Exception):
@@ -20,10 +24,23 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
+        """Without the request id: also one file's entry inside a batch answer."""
         return {"detail": self.detail, "code": self.code}
+
+    def answer_body(self) -> dict[str, Any]:
+        return answer_body(self.code, self.detail)
 
     def __repr__(self) -> str:
         return f"ApiError({self.status}, {self.code!r}, {self.detail!r})"
+
+
+def answer_body(code: str, detail: str, request_id: str | None = None) -> dict[str, Any]:
+    """An error answer's body, with the id of the request being served (when there is one)."""
+    body: dict[str, Any] = {"detail": detail, "code": code}
+    request_id = request_id or REQUEST_ID.get()
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body
 
 
 # --- bad input (client errors) ---------------------------------------------------------------

@@ -16,11 +16,17 @@ import logging
 import re
 import sys
 import uuid
-from typing import TextIO
+from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# What the routes learn while serving a request (caller, decision id, model version) for its access
+# line: one dict per request, filled in place, so it is seen from threads the request's context
+# was copied into.
+REQUEST_NOTES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("request_notes", default=None)
+ACCESS_LOGGER = "garment_sorter.access"
+ACCESS_FIELDS = ("caller", "decision_id", "model_version", "items")
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Multipart parsing warns once per malformed body; the client already gets a 400 with the reason
@@ -33,6 +39,27 @@ def request_id_from(header: str | None) -> str:
     if header is not None and SAFE_REQUEST_ID.fullmatch(header):
         return header
     return uuid.uuid4().hex
+
+
+def note(**fields: Any) -> None:
+    """Adds fields to the access line of the request being served (nothing outside a request)."""
+    notes = REQUEST_NOTES.get()
+    if notes is not None:
+        notes.update(fields)
+
+
+def log_access(method: str, route: str, status: int, duration_s: float, notes: dict[str, Any]) -> None:
+    """One line per answered request. Text shows the fields in the message; JSON also has each as a key."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    fields = {name: notes[name] for name in ACCESS_FIELDS if notes.get(name) is not None}
+    shown = "".join(f" {name}={value}" for name, value in fields.items())
+    duration_ms = round(duration_s * 1000, 2)
+    logger.info(
+        f"{method} {route} {status} {duration_ms} ms{shown}",
+        extra={"method": method, "route": route, "status": status, "duration_ms": duration_ms, **fields},
+    )
 
 
 class RequestIdFilter(logging.Filter):

@@ -21,7 +21,7 @@ DESCRIPTION = """Photograph an incoming clothing item, POST it here, put it wher
 
 Each answer names the garment (the ten Fashion-MNIST classes), its season, its storage bin and
 zone, and whether it needs manual review. Concurrent requests are batched onto one model call.
-Errors are always `{"detail": "...", "code": "..."}` with a stable `code`."""
+Errors are always `{"detail": "...", "code": "...", "request_id": "..."}` with a stable `code`."""
 
 
 def create_app(settings: Settings | None = None, model: Model | None = None) -> FastAPI:

@@ -139,6 +139,12 @@ class Metrics:
             f"{PREFIX}_inflight_requests", "Classification requests accepted and not yet answered", registry=registry
         )
         self.draining = Gauge(f"{PREFIX}_draining", "1 while shutting down gracefully", registry=registry)
+        self.open_connections = Gauge(
+            f"{PREFIX}_open_connections",
+            "Client connections open (SORTER_MAX_CONNECTIONS caps them); connections closed for being slow "
+            "or over the cap count in rejections_total as request_timeout, body_too_slow, too_many_connections",
+            registry=registry,
+        )
         self.reviews = Counter(
             f"{PREFIX}_reviews_total",
             "Reviews recorded, by the model's label, the reviewer's label and whether the item was in the "

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from app import errors
+from app import errors, logs
 from app.access import ApiKey, Role
 from app.service.service import Service
 
@@ -35,6 +35,7 @@ def check_api_key(service: Service, supplied: str | None, role: Role | None = No
     key = keyring.find(supplied)
     if key is None:
         raise errors.unauthorized()
+    logs.note(caller=key.name)
     if role is not None and not key.may(role):
         raise errors.forbidden(key.role, role)
     return key

@@ -1,4 +1,5 @@
-"""Every error becomes ``{"detail": "...", "code": "..."}``; bad input is counted as a rejection."""
+"""Every error becomes ``{"detail": "...", "code": "...", "request_id": "..."}``; bad input is counted as
+a rejection. Unexpected exceptions are answered by app.api.middleware (inside the request's context)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import ApiError
+from app.errors import ApiError, answer_body
 from app.service.service import Service
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,14 @@ def install_error_handlers(app: FastAPI, service: Service) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         service.count_rejection(exc.code)
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return JSONResponse(exc.answer_body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         service.count_rejection("validation_error")
-        return JSONResponse({"detail": _describe_validation(exc), "code": "validation_error"}, status_code=422)
+        return JSONResponse(answer_body("validation_error", _describe_validation(exc)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return JSONResponse({"detail": str(exc.detail), "code": code}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return JSONResponse({"detail": "Internal server error.", "code": "internal_error"}, status_code=500)
+        return JSONResponse(answer_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)

@@ -84,7 +84,8 @@ def metric(client, metric_name: str, /, **labels) -> float:
 def assert_error(response, status: int, code: str, detail: str | None = None) -> None:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"detail", "code"} and body["code"] == code, body
+    assert set(body) == {"detail", "code", "request_id"} and body["code"] == code, body
+    assert body["request_id"] == response.headers["x-request-id"]
     assert isinstance(body["detail"], str) and body["detail"]
     if detail is not None:
         assert body["detail"] == detail

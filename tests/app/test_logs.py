@@ -1,5 +1,7 @@
 """Log lines and request ids: the caller's X-Request-ID echoed when safe (a new one otherwise) on
-every answer; JSON lines carry it; a keyed run's log holds no key, cookie or photo bytes."""
+every answer and in every error body, a 500 included; JSON lines carry it; access lines name the
+route, status, duration, caller, decision and model; a keyed run's log holds no key, cookie or
+photo bytes."""
 
 from __future__ import annotations
 
@@ -39,6 +41,27 @@ def test_the_request_id_is_echoed_when_safe_and_made_otherwise(make_client, test
     assert client.get("/v1/nothing").headers["x-request-id"] != client.get("/v1/nothing").headers["x-request-id"]
 
 
+def test_an_unexpected_error_is_a_json_500_with_the_request_id_in_body_header_and_log(make_client, root_logging):
+    client = make_client(model_backend="null")
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    client.app.add_api_route("/v1/broken", broken)
+    answer = client.get("/v1/broken", headers={"X-Request-ID": "scan-500"})
+    assert (answer.status_code, answer.headers["x-request-id"]) == (500, "scan-500")
+    assert answer.json() == {"detail": "Internal server error.", "code": "internal_error", "request_id": "scan-500"}
+    (line,) = [json.loads(line) for line in stream.getvalue().splitlines() if "unhandled error" in line]
+    assert (line["message"], line["request_id"], line["logger"]) == (
+        "unhandled error",
+        "scan-500",
+        "app.api.middleware",
+    )
+    assert "RuntimeError: a bug" in line["exc_info"]
+
+
 def test_json_lines_carry_the_request_id(root_logging):
     stream = io.StringIO()
     configure_logging("info", "json", stream)
@@ -64,12 +87,17 @@ def test_a_keyed_json_run_logs_no_secret(model_dir, test_set):
         "SORTER_LOG_FORMAT": "json",
         "SORTER_LOG_LEVEL": "debug",
         "SORTER_API_KEYS": f"belt:scanner:{SCANNER_SECRET},kim:reviewer:{REVIEWER_SECRET}",
+        "SORTER_ACCESS_LOG": "true",
     }
     photo = png(test_set[0][0])
     with running_server(env) as server, httpx.Client(base_url=server.url, timeout=30) as client:
-        answer = client.post("/classify", files={"file": ("a.png", photo)}, headers={"X-API-Key": SCANNER_SECRET})
+        answer = client.post(
+            "/classify", files={"file": ("a.png", photo)}, headers={"X-API-Key": SCANNER_SECRET, "X-Request-ID": "s-1"}
+        )
         assert answer.status_code == 200
-        client.post("/classify", content=b"", headers={"Content-Type": "image/png", "X-API-Key": "wrong-" + "k" * 20})
+        refused = client.post(
+            "/classify", content=b"", headers={"Content-Type": "image/png", "X-API-Key": "wrong-" + "k" * 20}
+        )
         page = client.get("/review")
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
         client.post("/review/sign-in", data={"key": REVIEWER_SECRET, "csrf": csrf})
@@ -82,6 +110,23 @@ def test_a_keyed_json_run_logs_no_secret(model_dir, test_set):
     records = [json.loads(line) for line in lines if not native.match(line)]
     assert len(records) >= 5 and all(isinstance(record, dict) for record in records)
     assert {"time", "level", "logger", "message", "request_id"} <= set(records[0])
+    access = [record for record in records if record["logger"] == "garment_sorter.access"]
+    classified = next(record for record in access if record["request_id"] == "s-1")
+    assert classified["duration_ms"] > 0
+    assert {k: v for k, v in classified.items() if k not in ("time", "duration_ms", "message")} == {
+        "level": "INFO",
+        "logger": "garment_sorter.access",
+        "request_id": "s-1",
+        "method": "POST",
+        "route": "/classify",
+        "status": 200,
+        "caller": "belt",
+        "decision_id": answer.json()["decision_id"],
+        "model_version": answer.json()["model"]["version"],
+    }
+    unauthorized = next(record for record in access if record["request_id"] == refused.headers["x-request-id"])
+    assert (unauthorized["status"], unauthorized["route"], "caller" in unauthorized) == (401, "/classify", False)
+    assert refused.json()["request_id"] == refused.headers["x-request-id"]
     for secret in (SCANNER_SECRET, REVIEWER_SECRET, "wrong-" + "k" * 20, cookie, csrf):
         assert secret not in log
     assert photo[:16].decode("latin-1") not in log

@@ -61,6 +61,8 @@ SERVICE_METRICS = {
     "garment_sorter_shadow_answers_total": "counter",
     "garment_sorter_shadow_silent_bin_changes_total": "counter",
     "garment_sorter_shadow_dropped_total": "counter",
+    # Issue 17: slow clients.
+    "garment_sorter_open_connections": "gauge",
 }
 
 

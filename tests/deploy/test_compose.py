@@ -1,4 +1,4 @@
-"""deploy/compose.yaml (+ compose.gpu.yaml): schema, services, ports, mounts, healthchecks, and
+"""deploy/compose.yaml (+ compose.gpu.yaml, compose.proxy.yaml): schema, services, ports, mounts, healthchecks, and
 consistency with the Prometheus, Grafana and image configuration it wires together."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from deploy_helpers import DEPLOY, REPO, duration_s, load_yaml, project_version,
 
 COMPOSE = DEPLOY / "compose.yaml"
 COMPOSE_GPU = DEPLOY / "compose.gpu.yaml"
+COMPOSE_PROXY = DEPLOY / "compose.proxy.yaml"
 # The Compose Specification's JSON schema (see schemas/README.md).
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "compose-spec.json").read_text())
 
@@ -49,6 +50,15 @@ def test_compose_files_match_the_compose_schema(compose):
     assert schema_errors(compose) == []
     assert schema_errors(gpu) == []
     assert schema_errors(merged(compose, gpu)) == []
+    assert schema_errors(merged(compose, load_yaml(COMPOSE_PROXY))) == []
+
+
+def test_the_proxy_mounts_the_nginx_config_and_reaches_the_api_by_its_service_name(compose):
+    proxy = load_yaml(COMPOSE_PROXY)["services"]["proxy"]
+    source, target, mode = proxy["volumes"][0].split(":")
+    assert (DEPLOY / source).is_file() and (target, mode) == ("/etc/nginx/conf.d/default.conf", "ro")
+    assert "server api:8000;" in (DEPLOY / source).read_text() and "api" in compose["services"]
+    assert proxy["depends_on"] == {"api": {"condition": "service_healthy"}}
 
 
 def test_schema_check_rejects_mistakes(compose):

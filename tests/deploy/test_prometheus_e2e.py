@@ -5,8 +5,10 @@ metric or label renamed in the app fails here."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +44,8 @@ IMAGES = SINGLE + BATCHES * BATCH_FILES
 def server(tmp_path_factory):
     # Queued images are released at once when the batcher is idle and otherwise wait up to
     # max_wait_ms for company: 20 ms makes concurrent single requests share batches reliably.
-    server = start_served(max_wait_ms="20")
+    # A 1 s header timeout: the traffic's stalled heads are refused quickly (the slow-client panel).
+    server = start_served(max_wait_ms="20", header_timeout_s="1")
     try:
         yield server
     finally:
@@ -149,12 +152,21 @@ def traffic(server, prometheus) -> dict:
         def empty() -> httpx.Response:
             return client.post("/classify", content=b"", headers={"Content-Type": "image/png"})
 
+        def stalled() -> int:
+            """Half a request head, then nothing: the service answers 408 after its header timeout."""
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\n")
+                response = http.client.HTTPResponse(sock)
+                response.begin()
+                return response.status
+
         # The held-out twin in shadow: the roll-out panels have a candidate to show.
         twin = client.put("/v1/admin/shadow", json={"version": 7})
         assert twin.status_code == 200, twin.text
         singles.append(single(0))
         batches.append(batch(0))
         empties.append(empty())
+        stalls = [stalled()]
         # A reviewer's verdict on the first answer: the review series are born now too.
         verdict = client.post(f"/v1/decisions/{singles[0].json()['decision_id']}/review", json={"class_id": 0})
         assert verdict.status_code == 201, verdict.text
@@ -163,6 +175,7 @@ def traffic(server, prometheus) -> dict:
                 prometheus.query('garment_sorter_requests_total{route=~"/classify.*"}', by=("route", "status"))
                 == {("/classify", "200"): 1, ("/classify/batch", "200"): 1, ("/classify", "400"): 1}
                 and prometheus.query("sum(garment_sorter_reviews_total)") == {(): 1}
+                and prometheus.query('garment_sorter_rejections_total{reason="request_timeout"}') == {(): 1}
             ),
             30,
             "the scrape of the first requests",
@@ -171,6 +184,8 @@ def traffic(server, prometheus) -> dict:
             singles += pool.map(single, range(1, SINGLE))
             batches += pool.map(batch, range(1, BATCHES))
         empties += [empty() for _ in range(EMPTY - 1)]
+        stalls.append(stalled())
+    assert stalls == [408, 408]
     assert [r.status_code for r in singles] == [200] * SINGLE
     assert [r.status_code for r in batches] == [200] * BATCHES
     assert all(r.json()["failed"] == 0 and r.json()["count"] == BATCH_FILES for r in batches)
@@ -179,6 +194,7 @@ def traffic(server, prometheus) -> dict:
         lambda: (
             prometheus.query('garment_sorter_requests_total{route="/classify", status="200"}') == {(): SINGLE}
             and prometheus.query('garment_sorter_requests_total{route="/classify", status="400"}') == {(): EMPTY}
+            and prometheus.query('garment_sorter_rejections_total{reason="request_timeout"}') == {(): 2}
         ),
         30,
         "a scrape after the traffic",
@@ -248,6 +264,7 @@ def test_predictions_rejections_and_model_info(prometheus, traffic):
             returned[item["result"]["bin"]] = returned.get(item["result"]["bin"], 0) + 1
     assert {b: int(v) for (b,), v in per_bin.items()} == returned
     assert prometheus.query('garment_sorter_rejections_total{reason="empty_image"}') == {(): EMPTY}
+    assert prometheus.query('garment_sorter_rejections_total{reason="request_timeout"}') == {(): 2}
     newest = max(served_model_dir().glob("[0-9]*/metadata.json"), key=lambda p: int(p.parent.name))
     metadata = json.loads(newest.read_text())
     assert prometheus.query("garment_sorter_model_info", by=("name", "version")) == {

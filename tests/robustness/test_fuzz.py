@@ -458,7 +458,7 @@ def check_result(result: dict, item_id: str | None) -> None:
 
 
 def check_error(body: dict, expect: tuple[int, str | None]) -> None:
-    assert set(body) == {"detail", "code"} and isinstance(body["detail"], str) and body["detail"]
+    assert set(body) == {"detail", "code", "request_id"} and isinstance(body["detail"], str) and body["detail"]
     assert body["code"] == expect[1]
 
 
@@ -543,8 +543,13 @@ def test_batch_answers_every_item_exactly(fuzzed: Wire, tally: Tally, request: R
     if request.expect[0] != 200:  # refused as a whole: none of its files was looked at
         assert (status, body) == (
             413,
-            {"detail": f"Too many files; at most {MAX_BATCH_FILES} per request.", "code": "too_many_files"},
+            {
+                "detail": f"Too many files; at most {MAX_BATCH_FILES} per request.",
+                "code": "too_many_files",
+                "request_id": body.get("request_id"),
+            },
         )
+        assert len(body["request_id"]) == 32
         record(tally, "batch", request.kind, request.expect, elapsed)
         return
     assert status == 200, raw[:500]

@@ -17,7 +17,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from app import errors
+from app import errors, logs
 from app.access import Role
 from app.api.deps import check_api_key
 from app.api.schemas import BATCH_EXAMPLE, CLASSIFY_EXAMPLE, BatchResponse, ClassifyResponse, ErrorBody, IsoDate
@@ -298,6 +298,7 @@ async def classify(request: Request) -> Response:
             )
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
+    logs.note(decision_id=body["decision_id"], model_version=body["model"]["version"])
     # The dict is built to the response model's shape (tests validate it); skipping FastAPI's
     # re-validation and re-serialisation saves a good part of the per-request CPU.
     return JSONResponse(body)
@@ -367,4 +368,5 @@ async def classify_batch(request: Request) -> Response:
     failed = sum(1 for entry in results if entry["error"] is not None)
     answered = next((entry["result"] for entry in results if entry["result"] is not None), None)
     model_ref = service.model_ref if answered is None else answered["model"]  # the version that answered
+    logs.note(model_version=model_ref["version"], items=len(results))
     return JSONResponse({"model": model_ref, "count": len(results), "failed": failed, "results": results})

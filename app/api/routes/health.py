@@ -36,4 +36,4 @@ async def readyz(service: ServiceDep) -> JSONResponse:
         error = errors.not_ready()
     else:
         return JSONResponse({"status": "ready", "model": service.model_ref})
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+    return JSONResponse(error.answer_body(), status_code=error.status, headers=error.headers)

@@ -404,7 +404,7 @@ def test_no_input_causes_a_server_error(client):
         for content_type in ("image/png", "multipart/form-data; boundary=abc", "image/gif"):
             response = client.post("/classify", content=rng.bytes(size), headers={"Content-Type": content_type})
             assert 400 <= response.status_code < 500, (size, content_type, response.text)
-            assert set(response.json()) == {"detail", "code"}
+            assert set(response.json()) == {"detail", "code", "request_id"}
 
 
 # --- service states -----------------------------------------------------------------------------
