@@ -396,7 +396,11 @@ class RequestFlow:
             DECISION_IDS: [entry["result"]["decision_id"] for entry in answered],
             IMAGES: len(answered),
         }
-        outcomes = [future.result() for future in futures.values() if future.done() and future.exception() is None]
+        outcomes = [
+            future.result()
+            for future in futures.values()
+            if future.done() and not future.cancelled() and future.exception() is None
+        ]
         steps = [
             Step(name, start, end, {INDEX: index})
             for index, item in enumerate(prepared)
