@@ -5,6 +5,9 @@ The request id is the caller's `X-Request-ID` when it is a safe token (letters, 
 `._:-`, at most 128 characters), else one generated here; the answer echoes it in its own
 `X-Request-ID` header, so a scanner's log and ours meet on it.
 
+With traces on (app.tracing), a line written inside a traced request also carries its
+`trace_id`, so a log line and its trace are one search apart.
+
 TensorFlow's C++ runtime writes a few lines of its own straight to stderr at start-up (the
 `I0000 ...` lines); they bypass Python's logging and stay text.
 """
@@ -16,6 +19,7 @@ import logging
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
@@ -32,6 +36,16 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Multipart parsing warns once per malformed body; the client already gets a 400 with the reason
 # and the rejection is counted, so those lines would only let any client flood the log.
 QUIET_LOGGERS = ("python_multipart", "python_multipart.multipart")
+
+
+# Set by app.tracing while traces are exported; None (the default) costs a log line one check.
+_trace_id: Callable[[], str | None] | None = None
+
+
+def trace_ids(current: Callable[[], str | None] | None) -> None:
+    """Have every log record carry ``trace_id`` from ``current`` (None: stop)."""
+    global _trace_id
+    _trace_id = current
 
 
 def request_id_from(header: str | None) -> str:
@@ -63,10 +77,12 @@ def log_access(method: str, route: str, status: int, duration_s: float, notes: d
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` (None outside a request) to every record."""
+    """Adds ``request_id`` (None outside a request) to every record, and ``trace_id`` while traces are on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
+        if _trace_id is not None:
+            record.trace_id = _trace_id()
         record.__dict__.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
         return True
 

@@ -16,6 +16,7 @@ from app.config import Settings, load_settings
 from app.inference.model import Model
 from app.service.service import Service
 from app.station import routes as station
+from app.tracing import SpanRecorder, Tracing
 
 DESCRIPTION = """Photograph an incoming clothing item, POST it here, put it where the answer says.
 
@@ -27,7 +28,8 @@ Errors are always `{"detail": "...", "code": "...", "request_id": "..."}` with a
 def create_app(settings: Settings | None = None, model: Model | None = None) -> FastAPI:
     """Build the app; the model loads (or `model` is used) when the lifespan starts."""
     settings = settings or load_settings()
-    service = Service(settings, model=model)
+    tracing = Tracing.from_environment()  # None unless an OTLP endpoint is set (app.tracing)
+    service = Service(settings, model=model, spans=SpanRecorder(tracing.tracer if tracing else None))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -36,6 +38,8 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
             yield
         finally:
             await service.stop()
+            if tracing is not None:
+                await tracing.shutdown()
 
     app = SorterAPI(
         title="garment-sorter",
@@ -55,6 +59,9 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     install_error_handlers(app, service)
     body_limits = {"/classify": settings.max_body_bytes, "/classify/batch": settings.max_batch_body_bytes}
     app.add_middleware(ServiceMiddleware, service=service, body_limits=body_limits)
+    app.state.tracing = tracing
+    if tracing is not None:
+        tracing.instrument(app)
     return app
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from bench.scanner import bench_scanner
 from bench.scenarios import bench_batch, bench_http, bench_preprocess
 from bench.server import REPO
-from bench.suite import run_camera, run_decision_log, run_rollout, run_soak, run_suite
+from bench.suite import run_camera, run_decision_log, run_rollout, run_soak, run_suite, run_tracing
 
 Part = Callable[[argparse.Namespace], Any]
 PARTS: dict[str, Part] = {"http": bench_http, "batch": bench_batch, "preprocess": bench_preprocess}
@@ -28,6 +28,7 @@ ON_REQUEST: dict[str, Part] = {
     "camera": run_camera,
     "decisions": run_decision_log,
     "rollout": run_rollout,
+    "tracing": run_tracing,
 }
 
 
@@ -39,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PART",
         help="http, batch and/or preprocess (default: those three); or suite (docs/benchmarks.md), soak,"
         " camera (camera-size photos, into docs/benchmarks.md), decisions (the decision log's cost, into"
-        " docs/benchmarks.md), rollout (a swap under load and the shadow's cost, into docs/benchmarks.md) or"
-        " scanner (docs/scanner.md)",
+        " docs/benchmarks.md), rollout (a swap under load and the shadow's cost, into docs/benchmarks.md),"
+        " tracing (what traces cost, into docs/benchmarks.md) or scanner (docs/scanner.md)",
     )
     p.add_argument("--duration-s", type=float, default=10.0, help="per measurement")
     p.add_argument("--warmup-s", type=float, default=3.0)

@@ -136,6 +136,7 @@ def report(results: dict[str, Any], image_dir: str) -> str:
         _camera_section(results),
         _decision_log_section(results),
         _rollout_section(results),
+        _tracing_section(results),
         _soak_section(results, image_dir),
         _reproduce_section(image_dir),
     ]
@@ -435,6 +436,44 @@ def _rollout_section(results: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
+
+
+def _tracing_section(results: dict[str, Any]) -> list[str]:
+    traces = results.get("tracing")
+    title = "## What traces cost"
+    if not traces:
+        return [title, "", "Not measured in this report (`python -m bench tracing`).", ""]
+    lines = [
+        title,
+        "",
+        (
+            f"Measured {traces['date']} (`python -m bench tracing`; bench/tracing.py). Single-image POST"
+            " /classify (multipart PNG) with wrk at concurrency 64 against two servers: traces off (no OTLP"
+            " endpoint: nothing installed) and on (every request sampled; its server span and six spans"
+            " exported over OTLP/HTTP to a receiver on the same machine that only counts them)."
+            " See [observability.md](observability.md)."
+        ),
+        "",
+        _row(["traces", "c=64 images/s", "vs off", "p50", "p99", "server CPU per request", "errors"]),
+        _row(["---", *["---:"] * 6]),
+    ]
+    for name in ("off", "on"):
+        row = traces[name]
+        cpu = row.get("server_cpu_ms_per_request")
+        lines.append(
+            _row(
+                [
+                    name,
+                    f"{row['requests_per_s']:,.0f}",
+                    f"{100 * traces['throughput_vs_off']:.1f} %" if name == "on" else "",
+                    f"{row['p50_ms']:.2f} ms",
+                    f"{row['p99_ms']:.2f} ms",
+                    "" if cpu is None else f"{cpu:.3f} ms",
+                    row["errors"],
+                ]
+            )
+        )
+    return [*lines, ""]
 
 
 def _soak_section(results: dict[str, Any], image_dir: str) -> list[str]:

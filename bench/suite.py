@@ -6,6 +6,8 @@
 - a max_wait_ms sweep;
 - POST /classify/batch throughput by request size;
 - camera-size photos (2 MP and 12 MP JPEGs): CPU per stage, photos/s and p50/p99 (bench.camera);
+- what the decision log, a model roll-out and traces cost (bench.decisions, bench.rollout,
+  bench.tracing);
 - the soak: 10 minutes at half the measured capacity, open loop, with catalog photos: RSS growth
   and p99 per minute;
 - the machine it ran on.
@@ -61,6 +63,7 @@ from bench.report import headlines, load_results, plot, report
 from bench.rollout import bench_rollout
 from bench.scenarios import BUILDS
 from bench.server import REPO, rss_bytes, running_server
+from bench.tracing import bench_tracing
 
 
 # --- the machine --------------------------------------------------------------------------------
@@ -327,6 +330,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     results["decision_log"] = _dated(bench_decision_log(args))
     print("== model roll-out ==", flush=True)
     results["rollout"] = _dated(bench_rollout(args))
+    print("== traces ==", flush=True)
+    results["tracing"] = _dated(bench_tracing(args))
     if args.soak_s > 0:
         print("== soak ==", flush=True)
         results["soak"] = soak(args)
@@ -374,6 +379,11 @@ def run_decision_log(args: argparse.Namespace) -> dict[str, Any]:
 def run_rollout(args: argparse.Namespace) -> dict[str, Any]:
     """`python -m bench rollout`: a swap under load and the shadow's cost."""
     return _measure_into_report(args, "rollout", bench_rollout)
+
+
+def run_tracing(args: argparse.Namespace) -> dict[str, Any]:
+    """`python -m bench tracing`: what traces cost."""
+    return _measure_into_report(args, "tracing", bench_tracing)
 
 
 def run_soak(args: argparse.Namespace) -> dict[str, Any]:

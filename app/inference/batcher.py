@@ -55,6 +55,9 @@ class Outcome:
     queue_s: float
     inference_s: float
     batch_size: int
+    # time.perf_counter() when its batch was handed to the model: with queue_s and inference_s,
+    # where the caller's queue wait and model call lie in time (its trace's spans).
+    batch_started: float
 
 
 @dataclass(slots=True, eq=False)
@@ -361,7 +364,7 @@ class Batcher:
             if job.timer is not None:
                 job.timer.cancel()
             if not job.future.done():
-                job.future.set_result(Outcome(row, wait, inference_s, size))
+                job.future.set_result(Outcome(row, wait, inference_s, size, started))
         self.observer.on_batch(size, waits, inference_s)
 
     def _expire(self, job: _Job) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Literal
@@ -260,9 +261,16 @@ def preprocess(data: bytes, max_pixels: int, resize: Resize = "antialias") -> Mo
 
 def finish(opened: Opened, resize: Resize = "antialias") -> ModelInput:
     """Decode an opened image and bring it to the model's input (the CPU-heavy half)."""
+    return finish_timed(opened, resize)[0]
+
+
+def finish_timed(opened: Opened, resize: Resize = "antialias") -> tuple[ModelInput, float]:
+    """``finish``, and the ``time.perf_counter()`` at which decoding ended and the garment's
+    segmentation began (where a trace's decode span ends and its segmentation span starts)."""
     decoded = decode(opened)
+    decoded_at = time.perf_counter()
     try:
-        return to_model_input(decoded, resize)
+        return to_model_input(decoded, resize), decoded_at
     except errors.ApiError:
         raise
     except Exception:

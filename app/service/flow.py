@@ -3,6 +3,9 @@
 Routes stay thin and call ``classify`` (one image) or ``classify_many`` (a batch request). Load is
 shed before any decoding: admission to the batcher's queue is checked first, because refusing must
 stay cheap when the service is overloaded.
+
+With traces on, an answered request records its steps as spans once it is on record, from the
+times measured on the way (app.tracing); with traces off that is one check of ``spans.on``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from opentelemetry.util.types import AttributeValue
 
 from app import errors
 from app.config import Settings
@@ -33,17 +37,40 @@ from app.rollout.serving import Serving
 from app.rollout.shadow import Shadow
 from app.service.answers import build_answer
 from app.service.lifecycle import Lifecycle
+from app.tracing import (
+    BATCH_SIZE,
+    DECISION_ID,
+    DECISION_IDS,
+    DECISION_LOG_WRITE,
+    DECODE,
+    IMAGES,
+    INDEX,
+    INFERENCE,
+    ITEM_ID,
+    POLICY,
+    QUEUE_WAIT,
+    SEGMENTATION,
+    SpanRecorder,
+    Step,
+)
 
 PREPROCESS_CHUNK = 32  # batch-endpoint images decoded per thread hop; chunks feed the batcher as they finish
 
 
 @dataclass(slots=True)
 class Prepared:
-    """One decoded image on its way to the model, or the error that stopped it."""
+    """One decoded image on its way to the model, or the error that stopped it; the times are
+    time.perf_counter() readings (decoded: decoding done, segmentation begun)."""
 
     image: ModelInput | None
     error: ApiError | None
-    preprocess_s: float
+    started: float = 0.0
+    decoded: float = 0.0
+    ended: float = 0.0
+
+    @property
+    def preprocess_s(self) -> float:
+        return self.ended - self.started
 
 
 @dataclass(slots=True)
@@ -68,6 +95,7 @@ class RequestFlow:
         decisions: DecisionLog | None,
         photos: PhotoKeeper,
         shadow: Shadow,
+        spans: SpanRecorder | None = None,
     ):
         self.settings = settings
         self.metrics = metrics
@@ -77,6 +105,7 @@ class RequestFlow:
         self.decisions = decisions  # None: recording is off (SORTER_DECISION_LOG=false)
         self.photos = photos
         self.shadow = shadow  # the candidate that sees copies of live batches
+        self.spans = spans or SpanRecorder()  # off unless traces are exported
 
     # --- admission ------------------------------------------------------------------------------
     def serving_for(self, item_id: str | None = None) -> Serving:
@@ -104,26 +133,32 @@ class RequestFlow:
         try:
             opened = preprocess.open_image(data, settings.max_image_pixels)
             if opened.pixels <= settings.inline_decode_max_pixels:
-                image = preprocess.finish(opened, settings.resize)
+                image, decoded = preprocess.finish_timed(opened, settings.resize)
             else:
                 loop = asyncio.get_running_loop()
-                image = await loop.run_in_executor(self.preprocess_pool, preprocess.finish, opened, settings.resize)
+                image, decoded = await loop.run_in_executor(
+                    self.preprocess_pool, preprocess.finish_timed, opened, settings.resize
+                )
         except ApiError as exc:
-            return Prepared(None, exc, time.perf_counter() - started)
-        return Prepared(image, None, time.perf_counter() - started)
+            ended = time.perf_counter()
+            return Prepared(None, exc, started, ended, ended)
+        return Prepared(image, None, started, decoded, time.perf_counter())
 
     def _prepare_chunk(self, blobs: Sequence[bytes | ApiError]) -> list[Prepared]:
         out = []
+        settings = self.settings
         for blob in blobs:
-            started = time.perf_counter()
             if isinstance(blob, ApiError):
-                out.append(Prepared(None, blob, 0.0))
+                out.append(Prepared(None, blob))
                 continue
+            started = time.perf_counter()
             try:
-                image = preprocess.preprocess(blob, self.settings.max_image_pixels, self.settings.resize)
-                out.append(Prepared(image, None, time.perf_counter() - started))
+                opened = preprocess.open_image(blob, settings.max_image_pixels)
+                image, decoded = preprocess.finish_timed(opened, settings.resize)
+                out.append(Prepared(image, None, started, decoded, time.perf_counter()))
             except ApiError as exc:
-                out.append(Prepared(None, exc, time.perf_counter() - started))
+                ended = time.perf_counter()
+                out.append(Prepared(None, exc, started, ended, ended))
         return out
 
     # --- one image ------------------------------------------------------------------------------
@@ -159,12 +194,18 @@ class RequestFlow:
                 raise errors.shutting_down() from None
         outcome = await self._await(batcher, future, disconnected)
         on = as_of or dt.date.today()
+        answering = time.perf_counter()
         answer = self.answer(serving, outcome, prepared.image, prepared.preprocess_s, top_k, on, item_id)
         answered = [Answered(answer, data, prepared.image.pixels, prepared.image.reasons)]
+        recording = time.perf_counter()
         try:
             await self._record(serving, answered, caller)
         except NotRecorded as exc:
+            if self.spans.on:
+                self._trace_image(prepared, outcome, answering, recording, answer, str(exc))
             raise errors.not_recorded(str(exc)) from None
+        if self.spans.on:
+            self._trace_image(prepared, outcome, answering, recording, answer, None)
         self.shadow.follow(serving, answered, on)
         return answer
 
@@ -194,18 +235,24 @@ class RequestFlow:
         if disconnected.done():
             raise ClientGone()
         on = as_of or dt.date.today()
+        answering = time.perf_counter()
         entries = [
             self._item(serving, index, item, futures, top_k, on, item_ids[index]) for index, item in enumerate(prepared)
         ]
         answered_entries = [entry for entry in entries if entry["result"] is not None]
         answered = [self._answered(entry, blobs, prepared) for entry in answered_entries]
+        recording = time.perf_counter()
         try:
             await self._record(serving, answered, caller)
         except NotRecorded as exc:
+            if self.spans.on:
+                self._trace_batch(prepared, futures, answering, recording, answered_entries, str(exc))
             error = errors.not_recorded(str(exc))
             for entry in answered_entries:
                 entry["result"], entry["error"] = None, {"status": error.status, **error.body()}
             return entries
+        if self.spans.on:
+            self._trace_batch(prepared, futures, answering, recording, answered_entries, None)
         self.shadow.follow(serving, answered, on)
         return entries
 
@@ -265,7 +312,8 @@ class RequestFlow:
                 submitted = batcher.submit_many(images)
             except QueueFull:
                 for i in indices:
-                    prepared[i] = Prepared(None, errors.queue_full(), prepared[i].preprocess_s)
+                    refused = prepared[i]
+                    prepared[i] = Prepared(None, errors.queue_full(), refused.started, refused.decoded, refused.ended)
                 continue
             except BatcherStopped:
                 raise errors.shutting_down() from None
@@ -311,6 +359,65 @@ class RequestFlow:
             error = errors.inference_failed("no image and no error")
         self.metrics.count_rejection(error.code)
         return {"index": index, "result": None, "error": {"status": error.status, **error.body()}}
+
+    # --- traces ---------------------------------------------------------------------------------
+    def _trace_image(
+        self,
+        prepared: Prepared,
+        outcome: Outcome,
+        answering: float,
+        recording: float,
+        answer: dict[str, Any],
+        not_recorded: str | None,
+    ) -> None:
+        decision: dict[str, AttributeValue] = {DECISION_ID: answer["decision_id"]}
+        steps = [
+            Step(DECODE, prepared.started, prepared.decoded),
+            Step(SEGMENTATION, prepared.decoded, prepared.ended),
+            *_model_steps([outcome]),
+            Step(POLICY, answering, recording, decision),
+            *self._log_step(recording, decision, not_recorded),
+        ]
+        item_id = answer["item_id"]
+        self.spans.record(steps, decision if item_id is None else {**decision, ITEM_ID: item_id})
+
+    def _trace_batch(
+        self,
+        prepared: list[Prepared],
+        futures: dict[int, asyncio.Future[Outcome]],
+        answering: float,
+        recording: float,
+        answered: list[dict[str, Any]],
+        not_recorded: str | None,
+    ) -> None:
+        """Decode and segmentation per image (it is decoded alone); queue_wait and inference once
+        per wait and model batch the request's images shared; policy and the log write once."""
+        decisions: dict[str, AttributeValue] = {
+            DECISION_IDS: [entry["result"]["decision_id"] for entry in answered],
+            IMAGES: len(answered),
+        }
+        outcomes = [
+            future.result()
+            for future in futures.values()
+            if future.done() and not future.cancelled() and future.exception() is None
+        ]
+        steps = [
+            Step(name, start, end, {INDEX: index})
+            for index, item in enumerate(prepared)
+            if item.image is not None
+            for name, start, end in ((DECODE, item.started, item.decoded), (SEGMENTATION, item.decoded, item.ended))
+        ]
+        steps += _model_steps(outcomes)
+        steps.append(Step(POLICY, answering, recording, decisions))
+        steps += self._log_step(recording, decisions, not_recorded)
+        self.spans.record(steps, {IMAGES: len(prepared)})
+
+    def _log_step(
+        self, recording: float, attributes: dict[str, AttributeValue], not_recorded: str | None
+    ) -> list[Step]:
+        if self.decisions is None:
+            return []
+        return [Step(DECISION_LOG_WRITE, recording, time.perf_counter(), attributes, not_recorded)]
 
     # --- results and errors ---------------------------------------------------------------------
     async def _await(
@@ -368,3 +475,23 @@ class RequestFlow:
             on=on,
             item_id=item_id,
         )
+
+
+def _model_steps(outcomes: Sequence[Outcome]) -> list[Step]:
+    """One queue_wait per wait the images shared (queued together, batched together) and one
+    inference per model batch, each with how many of the request's images it covers."""
+    waits: dict[tuple[float, float], int] = {}
+    batches: dict[float, tuple[Outcome, int]] = {}
+    for outcome in outcomes:
+        key = (outcome.batch_started, outcome.queue_s)
+        waits[key] = waits.get(key, 0) + 1
+        first, count = batches.get(outcome.batch_started, (outcome, 0))
+        batches[outcome.batch_started] = (first, count + 1)
+    steps = [
+        Step(QUEUE_WAIT, started - queue_s, started, {IMAGES: count}) for (started, queue_s), count in waits.items()
+    ]
+    steps += [
+        Step(INFERENCE, started, started + first.inference_s, {BATCH_SIZE: first.batch_size, IMAGES: count})
+        for started, (first, count) in batches.items()
+    ]
+    return steps

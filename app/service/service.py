@@ -38,6 +38,7 @@ from app.service.flow import RequestFlow
 from app.service.housekeeping import Housekeeping
 from app.service.lifecycle import Lifecycle
 from app.station.session import Sessions
+from app.tracing import SpanRecorder
 from contract.classes import CLASS_NAMES
 from contract.metadata import read_metadata
 from contract.versions import VersionError, latest
@@ -60,8 +61,15 @@ def preflight(settings: Settings) -> Policy:
 
 
 class Service:
-    def __init__(self, settings: Settings, model: Model | None = None, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        model: Model | None = None,
+        metrics: Metrics | None = None,
+        spans: SpanRecorder | None = None,
+    ):
         self.settings = settings
+        self.spans = spans or SpanRecorder()  # records a request's steps while traces are on
         self.metrics = metrics or Metrics()
         self._given_model = model  # tests hand one in; otherwise the newest version is loaded at start
         self.rollout: Rollout | None = None
@@ -106,6 +114,7 @@ class Service:
             decisions=self.decisions,
             photos=self.photos,
             shadow=self.shadow,
+            spans=self.spans,
         )
         rollout = self.rollout
         self.metrics.watch(

@@ -25,6 +25,7 @@ def test_the_committed_figures_render_every_section():
         "## Camera-size photos",
         "## What the decision log costs",
         "## Model roll-out",
+        "## What traces cost",
         "## Soak",
         "## Reproduce",
     ]
@@ -41,3 +42,22 @@ def test_headlines_compare_batched_with_the_null_model_and_unbatched():
     null = {r["concurrency"]: r for r in results["concurrency"]["null-model"]}
     ratio = by_concurrency[64]["requests_per_s"] / null[64]["requests_per_s"]
     assert f"= {ratio:.2f}x the null-model ceiling" in lines[0]
+
+
+def test_the_tracing_section_says_when_it_was_not_measured_and_renders_its_figures():
+    results = committed_results()
+    results.pop("tracing", None)
+    assert "Not measured in this report (`python -m bench tracing`)." in report(results, "bench")
+
+    def row(rate: float, p50: float, p99: float) -> dict:
+        return {"requests_per_s": rate, "p50_ms": p50, "p99_ms": p99, "errors": 0, "server_cpu_ms_per_request": 0.5}
+
+    results["tracing"] = {
+        "date": "2026-01-02 03:04 UTC",
+        "off": row(1000.0, 60.0, 80.0),
+        "on": row(900.0, 66.0, 90.0),
+        "throughput_vs_off": 0.9,
+    }
+    text = report(results, "bench")
+    assert "| off | 1,000 |  | 60.00 ms | 80.00 ms | 0.500 ms | 0 |" in text
+    assert "| on | 900 | 90.0 % | 66.00 ms | 90.00 ms | 0.500 ms | 0 |" in text

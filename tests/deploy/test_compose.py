@@ -71,11 +71,26 @@ def test_schema_check_rejects_mistakes(compose):
 
 
 def test_services_and_published_ports(services):
-    assert set(services) == {"api", "prometheus", "grafana"}
+    assert set(services) == {"api", "prometheus", "grafana", "jaeger"}
     assert services["api"]["ports"] == ["8000:8000"]
-    # Prometheus has no authentication: published on the host's loopback only.
+    # Prometheus and Jaeger's UI have no authentication: published on the host's loopback only.
     assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
     assert services["grafana"]["ports"] == ["3000:3000"]
+    assert services["jaeger"]["ports"] == ["127.0.0.1:16686:16686"]
+
+
+def test_the_trace_backend_is_optional_and_off_by_default(services):
+    # The default stack is what it was; Jaeger comes only with the tracing profile.
+    assert {name: service.get("profiles") for name, service in services.items()} == {
+        "api": None,
+        "prometheus": None,
+        "grafana": None,
+        "jaeger": ["tracing"],
+    }
+    assert not any("jaeger" in str(service.get("depends_on", {})) for service in services.values())
+    # Empty unless the operator sets it: no traces, nothing of OpenTelemetry installed.
+    assert services["api"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318" in COMPOSE.read_text()  # how to turn it on
 
 
 def test_api_is_built_from_the_repository_dockerfile(services):
@@ -170,6 +185,7 @@ def test_every_service_has_a_healthcheck(services):
         "api": "http://127.0.0.1:8000/readyz",
         "prometheus": "http://127.0.0.1:9090/-/ready",
         "grafana": "http://127.0.0.1:3000/api/health",
+        "jaeger": "http://127.0.0.1:16686/",
     }
     for name, service in services.items():
         check = service["healthcheck"]
@@ -193,7 +209,8 @@ def test_stop_grace_period_outlasts_the_drain(services):
 
 
 def test_api_environment_names_real_settings(services):
-    names = set(services["api"]["environment"])
+    # Besides our settings, only the OpenTelemetry SDK's standard variables (app/tracing.py).
+    names = {name for name in services["api"]["environment"] if not name.startswith("OTEL_")}
     assert names <= sorter_env_fields(), names - sorter_env_fields()
 
 
