@@ -5,10 +5,12 @@ Only two failures are retried, because only for them is a second try known to be
 - **503 Service Unavailable.** Every 503 the service gives on POST /classify and /classify/batch
   (``not_ready``, ``draining``, ``queue_full``, ``shutting_down``, ``not_recorded``) is answered
   before the decision is put on record, or in place of recording it: nothing was recorded, so
-  sending the photo again cannot record a second decision for the item. Proxies and load balancers
-  answer 503 when no replica took the request (nginx and Kubernetes ingresses do), which holds the
-  same. The wait is the answer's ``Retry-After`` (seconds, or an HTTP date) plus a little jitter,
-  never less; without the header, exponential back-off with full jitter.
+  sending the photo again cannot record a second decision for the item. A load balancer's own 503
+  (no replica ready) means no replica got the request. One caveat: a proxy that answers 503 after
+  passing the request on (Envoy does when the upstream connection resets before the answer) may
+  hide a decision that was recorded. The wait is the answer's ``Retry-After`` (seconds, or an HTTP
+  date) plus a little jitter, never less; without the header, exponential back-off with full
+  jitter.
 - **A connection that was never made** (connect error or timeout, no pooled connection free in
   time): the request never left this process.
 

@@ -71,6 +71,7 @@ def test_a_503_without_retry_after_backs_off_until_the_attempts_run_out():
         (502, b"<html><body>502 Bad Gateway</body></html>", "unexpected_answer"),
         (504, {"detail": "Not processed within 10 s.", "code": "deadline_exceeded"}, "deadline_exceeded"),
     ],
+    ids=["400", "401", "429", "500", "502", "504"],
 )
 def test_other_error_answers_are_never_retried(status: int, body: object, code: str):
     # A 5xx other than 503 may come after the decision was recorded (a proxy's 504 while the service
