@@ -29,7 +29,7 @@ Photo = str | os.PathLike[str] | bytes | tuple[str, bytes]
 Answer = TypeVar("Answer", bound=BaseModel)
 
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
-DEFAULT_READ_TIMEOUT_S = 30.0  # the service's own deadline is SORTER_REQUEST_TIMEOUT_S (10 s by default)
+DEFAULT_READ_TIMEOUT_S = 30.0  # above the service's own deadline (SORTER_REQUEST_TIMEOUT_S, 5 s by default)
 RAW_FALLBACK_TYPE = "image/jpeg"  # the service reads the format from the bytes; the type only says "an image"
 UNEXPECTED = "unexpected_answer"
 DETAIL_CHARS = 200

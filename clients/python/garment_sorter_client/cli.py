@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from contract.api import BatchItemError, ClassifyResponse
-from garment_sorter_client.calls import UNEXPECTED, __version__
+from garment_sorter_client.calls import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, UNEXPECTED, __version__
 from garment_sorter_client.client import Client
 from garment_sorter_client.errors import ApiError, SorterError
 from garment_sorter_client.retry import RetryPolicy
@@ -63,10 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--batch", action="store_true", help="send every photo in one POST /classify/batch")
     classify.add_argument("--raw", action="store_true", help="send each photo as the raw body, not a multipart form")
     classify.add_argument("--json", action="store_true", help="one JSON object per photo")
-    classify.add_argument("--connect-timeout", type=float, default=5.0, metavar="S", help="seconds (default 5)")
-    classify.add_argument("--timeout", type=float, default=30.0, metavar="S", help="read timeout, seconds (default 30)")
     classify.add_argument(
-        "--max-attempts", type=int, default=RetryPolicy.max_attempts, metavar="N", help="tries per request (default 4)"
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        metavar="S",
+        help="connect timeout (default %(default)g s)",
+    )
+    classify.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_READ_TIMEOUT_S,
+        metavar="S",
+        help="read timeout (default %(default)g s)",
+    )
+    classify.add_argument(
+        "--max-attempts",
+        type=int,
+        default=RetryPolicy.max_attempts,
+        metavar="N",
+        help="tries per request (default %(default)d)",
     )
     classify.add_argument("-v", "--verbose", action="store_true", help="log every retry on stderr")
     return parser
