@@ -1,7 +1,8 @@
 """The layering the folders promise, checked on the source: who may import whom, and no cycles.
 
 contract/ (no TensorFlow) <- app/ (the service) and training/; bench/ drives the service from
-outside. Every import counts, function-local and type-only ones included.
+outside; the Python client (clients/python/garment_sorter_client) installs without the service and
+uses the contract only. Every import counts, function-local and type-only ones included.
 """
 
 from __future__ import annotations
@@ -12,21 +13,25 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("app", "bench", "contract", "training")
+CLIENT_ROOT = REPO / "clients" / "python"
+# Each package and the directory it is imported from.
+PACKAGES = {"app": REPO, "bench": REPO, "contract": REPO, "training": REPO, "garment_sorter_client": CLIENT_ROOT}
 FORBIDDEN = {
-    "app": {"training", "bench"},
-    "contract": {"app", "training", "bench", "tensorflow", "keras"},
-    "training": {"app", "bench"},
+    "app": {"training", "bench", "garment_sorter_client"},
+    "contract": {"app", "training", "bench", "garment_sorter_client", "tensorflow", "keras"},
+    "training": {"app", "bench", "garment_sorter_client"},
+    "garment_sorter_client": {"app", "training", "bench", "tensorflow", "keras", "numpy"},
 }
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
+    root = CLIENT_ROOT if path.is_relative_to(CLIENT_ROOT) else REPO
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def modules() -> dict[str, Path]:
-    return {module_name(p): p for package in PACKAGES for p in (REPO / package).rglob("*.py")}
+    return {module_name(p): p for package, root in PACKAGES.items() for p in (root / package).rglob("*.py")}
 
 
 def imports_of(path: Path, known: dict[str, Path]) -> set[str]:
@@ -90,6 +95,7 @@ def test_the_graph_sees_module_level_function_local_and_relative_imports():
     assert "app.inference.batcher" in edges["app.service.flow"]  # module level
     assert "app.main" in edges["app.cli"]  # inside cmd_serve
     assert "training.train" in edges["training.cli"]  # inside a command
+    assert "contract.api" in edges["garment_sorter_client.client"]  # the client, from its own root
     relative = "from . import batcher\nfrom ..service import flow\nfrom .model import Model\n"
     assert imports_in(relative, "app.inference", modules()) == {
         "app.inference.batcher",
