@@ -106,6 +106,6 @@ def prepare(carry: Path) -> None:
         f"{carry}: {carried / MiB:.1f} MiB; with the repository's tracked files ({tracked / MiB:.1f} MiB):"
         f" {(carried + tracked) / MiB:.1f} MiB (budget {BUDGET_MIB} MiB)"
     )
-    ignored = subprocess.run(["git", "check-ignore", "-q", str(carry)], cwd=REPO).returncode == 0
+    ignored = subprocess.run(["git", "check-ignore", "-q", carry.name], cwd=carry.resolve().parent).returncode == 0
     if not ignored:
         _say(f"warning: git does not ignore {carry}: add /{carry.name}/ to .git/info/exclude")

@@ -329,8 +329,8 @@ def keras_path(args: argparse.Namespace, plan: Plan, results: dict[str, Any], on
     say("== the production architecture by batch size (Keras), and training epochs ==")
     results.update(run_worker(["ensemble", "train"], options, env))
     results["http"] = {
-        "skipped": "HTTP serving was not measured: the service runs on TensorFlow, which is not installed on this"
-        " machine and cannot be installed here (no package index)"
+        "skipped": "HTTP serving was not measured: the service runs on TensorFlow, which cannot compute on this"
+        " machine's GPU here (see how this path was chosen)"
     }
 
 
