@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -289,30 +290,44 @@ def plan_options(plan: Plan) -> list[str]:
     return options
 
 
+# A part that fails is recorded and the others still run and are reported: a GPU machine's time
+# is too scarce to lose what was measured.
+PART_ERRORS = (RuntimeError, subprocess.SubprocessError, OSError, ValueError, KeyError)
+
+
+def attempt(results: dict[str, Any], part: str, measure: Callable[[], dict[str, Any]]) -> None:
+    """Measure one part into ``results``, or record why it failed under ``results["failed"]``."""
+    try:
+        results.update(measure())
+    except PART_ERRORS as exc:
+        results.setdefault("failed", {})[part] = f"{type(exc).__name__}: {exc}"
+        say(f"  {part} failed: {exc}")
+
+
 def tensorflow_path(args: argparse.Namespace, plan: Plan, results: dict[str, Any]) -> None:
     if args.dataset_dir:  # this process (the request bodies), the servers and the workers read it
         os.environ[DIR_VARIABLE] = str(args.dataset_dir)
     env = worker_env({"KERAS_BACKEND": "tensorflow"})
-    say("== the device TensorFlow uses, and the SavedModel by batch size ==")
-    results.update(run_worker(["device", "savedmodel"], ["--model-dir", str(MODEL_DIR), *plan_options(plan)], env))
+    model = ["--model-dir", str(MODEL_DIR), *plan_options(plan)]
+    say("== the device TensorFlow uses ==")
+    results.update(run_worker(["device"], [], env))
+    say("== the SavedModel by batch size ==")
+    attempt(results, "raw", lambda: run_worker(["savedmodel"], model, env))
     say("== POST /classify with batching on and off ==")
     if shutil.which("wrk") is None:
         results["http"] = {"skipped": "wrk is not installed (apt-get install wrk): HTTP was not measured"}
         say(f"  {results['http']['skipped']}")
     else:
-        results["http"] = {"rows": http_figures(plan)}
+        attempt(results, "http", lambda: {"http": {"rows": http_figures(plan)}})
     say("== training epochs of the production recipe ==")
-    options = ["--model-dir", str(MODEL_DIR), *plan_options(plan), "--augment"]
-    results["train"] = run_worker(["train"], options, env)["train"]
+    attempt(results, "train", lambda: run_worker(["train"], [*model, "--augment"], env))
 
 
 def keras_path(args: argparse.Namespace, plan: Plan, results: dict[str, Any], on_gpu: bool) -> None:
     backend = {"KERAS_BACKEND": args.keras_backend}
     site = None
-    if (
-        args.carry
-        and _python_json("import json, keras; print(json.dumps(keras.__version__))", worker_env(backend))[0] is None
-    ):
+    keras_version = "import json, keras; print(json.dumps(keras.__version__))"
+    if args.carry and _python_json(keras_version, worker_env(backend))[0] is None:
         site = install_carried_wheels(args.carry)
     env = worker_env(backend, site)
     say(f"== the device Keras on {args.keras_backend} uses ==")
@@ -323,11 +338,12 @@ def keras_path(args: argparse.Namespace, plan: Plan, results: dict[str, Any], on
     if index is not None and not index.is_file():
         say(f"  no weight index at {index}: the networks get fresh weights")
         index = None
-    options = ["--model-dir", str(MODEL_DIR), *dataset_options(args), *plan_options(plan)]
-    if index is not None:
-        options += ["--weights-index", str(index)]
-    say("== the production architecture by batch size (Keras), and training epochs ==")
-    results.update(run_worker(["ensemble", "train"], options, env))
+    model = ["--model-dir", str(MODEL_DIR), *dataset_options(args), *plan_options(plan)]
+    say("== the production architecture by batch size (Keras) ==")
+    weights = ["--weights-index", str(index)] if index else []
+    attempt(results, "raw", lambda: run_worker(["ensemble"], [*model, *weights], env))
+    say("== training epochs of the production recipe ==")
+    attempt(results, "train", lambda: run_worker(["train"], model, env))
     results["http"] = {
         "skipped": "HTTP serving was not measured: the service runs on TensorFlow, which cannot compute on this"
         " machine's GPU here (see how this path was chosen)"
@@ -411,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             tensorflow_path(args, plan, results)
         else:
             keras_path(args, plan, results, on_gpu=bool(gpus))
-    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+    except PART_ERRORS as exc:  # no device: nothing else can be measured
         say(f"gpu-check failed: {exc}")
         return 1
     results["elapsed_min"] = (time.monotonic() - started) / 60
@@ -425,8 +441,12 @@ def main(argv: list[str] | None = None) -> int:
         say(f"wrote {out}")
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2) + "\n")
-    say(f"gpu-check: done in {results['elapsed_min']:.1f} minutes")
-    return 0
+    failed = results.get("failed", {})
+    say(
+        f"gpu-check: done in {results['elapsed_min']:.1f} minutes"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
 
 
 def _host() -> dict[str, str]:

@@ -46,9 +46,17 @@ def _epochs_line(train: dict[str, Any]) -> str:
     return f"{first}{later}"
 
 
+def _why_not(results: dict[str, Any], part: str) -> str:
+    """Why a part has no figures: the failure bench.gpu_check recorded."""
+    reason: str = results.get("failed", {}).get(part, "not run")
+    return reason
+
+
 def headlines(results: dict[str, Any]) -> list[str]:
     """A few lines: the device, the best raw rate, HTTP at the highest concurrency, the epoch."""
     lines = [f"GPU: {_gpu(results)}; path: {_path(results)}", f"computes on: {results['device']['device']}"]
+    if "savedmodel" not in results and "ensemble" not in results:
+        lines.append(f"raw images/s: not measured ({_why_not(results, 'raw')})")
     if "savedmodel" in results:
         for precision, rows in _savedmodel_rows(results).items():
             size, rate = _best(rows)
@@ -77,10 +85,12 @@ def headlines(results: dict[str, Any]) -> list[str]:
                 )
             )
     else:
-        lines.append(http.get("skipped", "HTTP was not measured"))
+        lines.append(http.get("skipped") or f"HTTP: not measured ({_why_not(results, 'http')})")
     if "train" in results:
         train = results["train"]
         lines.append(f"training {train['architecture']}, {train['images']:,} images an epoch: {_epochs_line(train)}")
+    else:
+        lines.append(f"training: not measured ({_why_not(results, 'train')})")
     return lines
 
 
@@ -118,8 +128,15 @@ def _introduction(results: dict[str, Any]) -> str:
     )
 
 
+def _test_share(ensemble: dict[str, Any]) -> str:
+    share = ensemble.get("test_second_look_share")
+    return "" if share is None else f" (on the test split: {100 * share:.1f} %)"
+
+
 def _raw_section(results: dict[str, Any]) -> str:
     lines = ["## Raw images/s by batch size", ""]
+    if "savedmodel" not in results and "ensemble" not in results:
+        lines.append(f"Not measured: {_why_not(results, 'raw')}.")
     if "savedmodel" in results:
         rows = _savedmodel_rows(results)
         precisions = list(rows)
@@ -146,7 +163,8 @@ def _raw_section(results: dict[str, Any]) -> str:
                 f" the version's {ensemble['networks']} networks as the service averages them (every image through"
                 " the members, the unsure ones again mirrored and through the unsure-only member), the unsure ones"
                 " gathered on the host between two compiled calls. The *second look* column is the share of the"
-                f" batch that was unsure. Images: the {ensemble['images']}; the ensemble classified"
+                f" batch that was unsure{_test_share(ensemble)}. Images: the {ensemble['images']}; the ensemble"
+                " classified"
                 f" {100 * accuracy['top1']:.2f} % of the first {accuracy['images']} right."
                 f" {results['plan']['seconds_per_size']:g} s per size after warm-up calls."
             ),
@@ -172,7 +190,7 @@ def _http_section(results: dict[str, Any]) -> str:
     http = results.get("http", {})
     lines = ["## POST /classify over HTTP, batching on and off", ""]
     if "rows" not in http:
-        return "\n".join([*lines, http.get("skipped", "Not measured.")])
+        return "\n".join([*lines, http.get("skipped") or f"Not measured: {_why_not(results, 'http')}."])
     plan = results["plan"]
     lines += [
         (
@@ -206,6 +224,10 @@ def _http_section(results: dict[str, Any]) -> str:
 
 
 def _train_section(results: dict[str, Any]) -> str:
+    if "train" not in results:
+        return "\n".join(
+            ["## Training epochs of the production recipe", "", f"Not measured: {_why_not(results, 'train')}."]
+        )
     train = results["train"]
     augmentation = (
         "with the recipe's tf.data augmentation"
@@ -260,8 +282,11 @@ def _reproduce_section() -> str:
 
 def report(results: dict[str, Any]) -> str:
     """docs/gpu.md: the machine and headlines, raw throughput, HTTP, training, how to reproduce."""
-    sections = [_introduction(results), _raw_section(results), _http_section(results)]
-    if "train" in results:
-        sections.append(_train_section(results))
-    sections.append(_reproduce_section())
+    sections = [
+        _introduction(results),
+        _raw_section(results),
+        _http_section(results),
+        _train_section(results),
+        _reproduce_section(),
+    ]
     return "\n\n".join(sections) + "\n"

@@ -146,9 +146,12 @@ def ensemble(
             f"batch {size:>5}: one network {network_rate:10,.0f} images/s; served ensemble {ensemble_rate:10,.0f}"
             f" images/s ({second_look} of {size} to the second look)"
         )
+    # the share of the test images the index was checked on (bench.gpu_weights) that take the second look
+    checked_share = json.loads(index.read_text()).get("check", {}).get("second_look_share") if index else None
     return {
         "version": int(version_dir.name),
         "weights": served.weights,
+        "test_second_look_share": checked_share,
         "networks": served.networks,
         "accuracy": {"images": checked, "top1": accuracy},
         "rows": rows,

@@ -214,3 +214,22 @@ def test_the_fallback_runs_where_tensorflow_sees_no_gpu_and_cannot_be_installed(
         "GPU: NVIDIA H200 (143771 MiB, driver 580.159.04); path: fallback: Keras 3 on tensorflow, without the service"
     )
     assert "## How this path was chosen" in report({**results, "elapsed_min": 1.0})
+
+
+def test_a_part_that_failed_is_reported_as_not_measured():
+    results = {
+        "date": "2026-11-30 12:00 UTC",
+        "command": "python -m bench gpu-check",
+        "gpus": [{"name": "NVIDIA H200", "memory": "143771 MiB", "driver": "580.159.04"}],
+        "host": {"cpu": "x", "python": "3.12.3", "os": "Linux"},
+        "plan": {"name": "full"},
+        "path": "keras",
+        "device": {"backend": "jax", "framework": "JAX 0.11.2 (Keras 3.15.1)", "device": "GPU:0 (NVIDIA H200)"},
+        "failed": {"raw": "RuntimeError: out of memory", "train": "RuntimeError: bench.gpu_worker exited with 1"},
+        "http": {"skipped": "HTTP serving was not measured: no TensorFlow"},
+        "elapsed_min": 2.0,
+    }
+    text = report(results)
+    assert "Not measured: RuntimeError: out of memory." in text
+    assert "- training: not measured (RuntimeError: bench.gpu_worker exited with 1)" in text
+    assert "- HTTP serving was not measured: no TensorFlow" in text
