@@ -170,6 +170,7 @@ def ensure_tensorflow(gpus: list[dict[str, str]], install: bool, notes: list[str
             if ok
             else f"the service's packages ({', '.join(missing)}) are missing and could not be installed: {error}"
         )
+        importlib.invalidate_caches()  # see the packages pip just installed
         missing = missing_service_modules()
     elif missing:
         notes.append(f"the service's packages are missing here: {', '.join(missing)}")

@@ -113,7 +113,8 @@ def ensemble(
 
     from bench.gpu_weights import load_ensemble
 
-    version_dir = latest(model_dir)
+    # the version the index was written for, else the one the service would serve
+    version_dir = model_dir / str(json.loads(index.read_text())["version"]) if index else latest(model_dir)
     served = load_ensemble(version_dir, index)
     say(f"weights: {served.weights}")
     images = images[..., None] if images.ndim == 3 else images
