@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gpu_carry import CARRY_DATASET, CARRY_INDEX, CARRY_WHEELS, MODEL_DIR, prepare
+from bench.gpu_report import headlines, report
 from bench.server import REPO
 from training.data import DIR_VARIABLE
 
@@ -432,8 +433,6 @@ def main(argv: list[str] | None = None) -> int:
         say(f"gpu-check failed: {exc}")
         return 1
     results["elapsed_min"] = (time.monotonic() - started) / 60
-    from bench.gpu_report import headlines, report
-
     for line in headlines(results):
         say(line)
     out = args.report or (None if args.quick or not gpus else DEFAULT_REPORT)
