@@ -331,7 +331,16 @@ def keras_path(args: argparse.Namespace, plan: Plan, results: dict[str, Any], on
     keras_version = "import json, keras; print(json.dumps(keras.__version__))"
     if args.carry and _python_json(keras_version, worker_env(backend))[0] is None:
         site = install_carried_wheels(args.carry)
-    env = worker_env(backend, site)
+    try:
+        keras_parts(args, plan, results, on_gpu, worker_env(backend, site))
+    finally:
+        if site is not None:
+            shutil.rmtree(site, ignore_errors=True)
+
+
+def keras_parts(
+    args: argparse.Namespace, plan: Plan, results: dict[str, Any], on_gpu: bool, env: dict[str, str]
+) -> None:
     say(f"== the device Keras on {args.keras_backend} uses ==")
     results.update(run_worker(["device"], [], env))
     if on_gpu and results["device"]["platform"] == "cpu" and not args.allow_cpu:
