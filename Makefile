@@ -1,5 +1,6 @@
 # The README's entry points: `make serve` and `make test` (lint, then the tests), both from a fresh
-# Debian machine; `make lint` alone; `make bench` for the published figures.
+# Debian machine; `make lint` alone; `make bench` for the published figures; `make gpu-check` on a
+# machine with an NVIDIA GPU.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 APT_PACKAGES := dataset-fashion-mnist prometheus wrk postgresql chromium chromium-driver nginx-light
 
-.PHONY: serve test lint bench install install-dev apt-deps
+.PHONY: serve test lint bench gpu-check install install-dev apt-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +50,12 @@ test: lint apt-deps
 # Writes docs/benchmarks.md and docs/bench/*.png (about 25 minutes, the 10-minute soak included).
 bench: apt-deps install-dev
 	$(BIN)/python -m bench suite
+
+# On a machine with an NVIDIA GPU: the device TensorFlow uses, raw images/s by batch size, HTTP with
+# batching on and off, a training epoch; writes docs/gpu.md (about 5 minutes after the installs, which
+# add tensorflow[and-cuda] where TensorFlow sees no GPU). Without a GPU it says so and installs nothing.
+gpu-check:
+	@if ! nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "gpu-check: no NVIDIA GPU on this machine (nvidia-smi finds none): nothing to measure."; exit 0; fi; \
+	$(MAKE) --no-print-directory install-dev apt-deps APT_PACKAGES="dataset-fashion-mnist wrk" && \
+	GPU_CHECK_COMMAND="make gpu-check" $(BIN)/python -m bench gpu-check

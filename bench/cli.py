@@ -2,34 +2,48 @@
 
 Figures, not tests: each part starts its own `garment-sorter serve` on a free loopback port and
 prints what it measured. `make bench` runs `suite`, which rewrites docs/benchmarks.md.
+`python -m bench gpu-check [...]` (`make gpu-check`) has flags of its own: see bench.gpu_check.
+
+Each part's module is imported only when the part runs: the GPU check must start on a machine that
+has none of the service's packages.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.scanner import bench_scanner
-from bench.scenarios import bench_batch, bench_http, bench_preprocess
 from bench.server import REPO
-from bench.suite import run_camera, run_decision_log, run_rollout, run_soak, run_suite, run_tracing
 
 Part = Callable[[argparse.Namespace], Any]
-PARTS: dict[str, Part] = {"http": bench_http, "batch": bench_batch, "preprocess": bench_preprocess}
-# Run only when named: they take many minutes, and `suite` writes docs/benchmarks.md (make bench).
-ON_REQUEST: dict[str, Part] = {
-    "suite": run_suite,
-    "soak": run_soak,
-    "scanner": bench_scanner,
-    "camera": run_camera,
-    "decisions": run_decision_log,
-    "rollout": run_rollout,
-    "tracing": run_tracing,
+# part -> "module:function", imported when the part runs
+PARTS: dict[str, str] = {
+    "http": "bench.scenarios:bench_http",
+    "batch": "bench.scenarios:bench_batch",
+    "preprocess": "bench.scenarios:bench_preprocess",
 }
+# Run only when named: they take many minutes, and `suite` writes docs/benchmarks.md (make bench).
+ON_REQUEST: dict[str, str] = {
+    "suite": "bench.suite:run_suite",
+    "soak": "bench.suite:run_soak",
+    "scanner": "bench.scanner:bench_scanner",
+    "camera": "bench.suite:run_camera",
+    "decisions": "bench.suite:run_decision_log",
+    "rollout": "bench.suite:run_rollout",
+    "tracing": "bench.suite:run_tracing",
+}
+GPU_CHECK = "gpu-check"
+
+
+def part_function(name: str) -> Part:
+    module, _, function = {**PARTS, **ON_REQUEST}[name].partition(":")
+    found: Part = getattr(importlib.import_module(module), function)
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="http, batch and/or preprocess (default: those three); or suite (docs/benchmarks.md), soak,"
         " camera (camera-size photos, into docs/benchmarks.md), decisions (the decision log's cost, into"
         " docs/benchmarks.md), rollout (a swap under load and the shadow's cost, into docs/benchmarks.md),"
-        " tracing (what traces cost, into docs/benchmarks.md) or scanner (docs/scanner.md)",
+        " tracing (what traces cost, into docs/benchmarks.md) or scanner (docs/scanner.md); or gpu-check with"
+        " its own flags (`python -m bench gpu-check --help`)",
     )
     p.add_argument("--duration-s", type=float, default=10.0, help="per measurement")
     p.add_argument("--warmup-s", type=float, default=3.0)
@@ -77,11 +92,16 @@ def run(args: argparse.Namespace) -> int:
         kwargs = args
         if part == "preprocess":
             kwargs = argparse.Namespace(**{**vars(args), "concurrency": 16})
-        results[part] = known[part](kwargs)
+        results[part] = part_function(part)(kwargs)
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [GPU_CHECK]:
+        from bench.gpu_check import main as gpu_check
+
+        return gpu_check(argv[1:])
     return run(build_parser().parse_args(argv))

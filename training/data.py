@@ -1,5 +1,8 @@
 """Fashion-MNIST from the four original IDX files: find, validate, split, scale.
 
+The files may be gzipped (as shipped), xz-compressed (smaller, for carrying the dataset to a
+machine without it) or raw.
+
 NumPy only: exploring the data and driving the service with its images need no TensorFlow
 (training.pipeline feeds it to Keras).
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import lzma
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,8 +82,13 @@ def candidate_dirs() -> list[Path]:
     return dirs
 
 
+COMPRESSED_SUFFIXES = (".gz", ".xz")
+GZIP_MAGIC = b"\x1f\x8b"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
 def _find_file(directory: Path, stem: str) -> Path | None:
-    for name in (stem + ".gz", stem):
+    for name in (*(stem + suffix for suffix in COMPRESSED_SUFFIXES), stem):
         path = directory / name
         if path.is_file():
             return path
@@ -91,14 +100,17 @@ def _has_all_files(directory: Path) -> bool:
 
 
 def read_idx(path: Path, expected_magic: int, expected_shape: tuple[int, ...]) -> np.ndarray:
-    """Read one IDX file (gzipped or raw), checking magic number, dimensions and length."""
+    """Read one IDX file (gzipped, xz-compressed or raw), checking magic number, dimensions and length."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            head = fh.read(len(XZ_MAGIC))
+        if head.startswith(GZIP_MAGIC):
+            raw = gzip.decompress(path.read_bytes())
+        elif head == XZ_MAGIC:
+            raw = lzma.decompress(path.read_bytes())
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile, lzma.LZMAError) as exc:
         raise DatasetError(f"{path}: cannot be read ({exc})") from exc
     ndim = len(expected_shape)
     header_len = 4 + 4 * ndim
@@ -126,21 +138,28 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_from_dir(directory: Path) -> FashionMNIST:
-    """Load and validate the four IDX files in one directory."""
+def load_arrays(directory: Path, keys: tuple[str, ...] = tuple(FILES)) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Some of the four arrays (``FILES``' keys, e.g. the training split alone) from one directory,
+    each validated, with the sha256 of each file read."""
     arrays: dict[str, np.ndarray] = {}
     sha: dict[str, str] = {}
-    for key, (stem, magic, shape) in FILES.items():
+    for key in keys:
+        stem, magic, shape = FILES[key]
         path = _find_file(directory, stem)
         if path is None:
             raise DatasetError(f"{directory}: missing {stem}(.gz)")
         arrays[key] = read_idx(path, magic, shape)
         sha[path.name] = _sha256(path)
-    for key in ("y_train", "y_test"):
-        bad = arrays[key][arrays[key] >= NUM_CLASSES]
-        if bad.size:
-            stem = FILES[key][0]
-            raise DatasetError(f"{directory / stem}: label {int(bad[0])} outside 0..{NUM_CLASSES - 1}")
+        if key.startswith("y_"):
+            bad = arrays[key][arrays[key] >= NUM_CLASSES]
+            if bad.size:
+                raise DatasetError(f"{directory / stem}: label {int(bad[0])} outside 0..{NUM_CLASSES - 1}")
+    return arrays, sha
+
+
+def load_from_dir(directory: Path) -> FashionMNIST:
+    """Load and validate the four IDX files in one directory."""
+    arrays, sha = load_arrays(directory)
     return FashionMNIST(source=str(directory), sha256=sha, **arrays)
 
 

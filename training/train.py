@@ -27,11 +27,11 @@ import tensorflow as tf
 
 from contract.warehouse import WarehouseSet, read_warehouse_set
 from training import architectures, data, pipeline, report
+from training.optimizers import OPTIMIZERS, make_optimizer
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 @dataclass
@@ -136,22 +136,15 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    lr = config.learning_rate
-    if config.lr_schedule == "cosine":
-        warmup_steps = config.warmup_epochs * steps_per_epoch
-        total_steps = config.epochs * steps_per_epoch
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if warmup_steps else config.learning_rate,
-            decay_steps=max(1, total_steps - warmup_steps),
-            warmup_target=config.learning_rate if warmup_steps else None,
-            warmup_steps=warmup_steps,
-            alpha=0.0,
-        )
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
-    return keras.optimizers.Adam(learning_rate=lr)
+    return make_optimizer(
+        config.optimizer,
+        config.learning_rate,
+        weight_decay=config.weight_decay,
+        lr_schedule=config.lr_schedule,
+        warmup_epochs=config.warmup_epochs,
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+    )
 
 
 def _gradient_histogram_callback(

@@ -1,4 +1,5 @@
 import gzip
+import lzma
 import shutil
 from pathlib import Path
 
@@ -71,6 +72,21 @@ def test_reads_uncompressed_idx_files(tmp_path):
         gz.unlink()
     loaded = data.load_from_dir(target)
     assert loaded.x_test.shape == (10000, 28, 28)
+
+
+def test_reads_xz_compressed_idx_files_and_the_training_split_alone(tmp_path):
+    # The GPU check's carry folder: the training split only, its images xz-compressed (smaller than gzip).
+    target = tmp_path / "carried"
+    target.mkdir()
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        raw = gzip.decompress((data.DEBIAN_DIR / f"{stem}.gz").read_bytes())
+        (target / f"{stem}.xz").write_bytes(lzma.compress(raw))
+    arrays, sha = data.load_arrays(target, ("x_train", "y_train"))
+    expected = data.load_from_dir(data.DEBIAN_DIR)
+    assert np.array_equal(arrays["x_train"], expected.x_train) and np.array_equal(arrays["y_train"], expected.y_train)
+    assert set(sha) == {"train-images-idx3-ubyte.xz", "train-labels-idx1-ubyte.xz"}
+    with pytest.raises(data.DatasetError, match="missing t10k-images-idx3-ubyte"):
+        data.load_arrays(target, ("x_test",))
 
 
 def test_truncated_file_names_the_file_and_the_problem(tmp_path):
