@@ -132,10 +132,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             raise _Refused  # stops the parser: the app never sees this request
         super().on_headers_complete()
         self.admitted = True
-        if self.limits.body_min_bytes_per_s:
-            self.body_bytes = 0
-            self.body_started_at = self.loop.time()
-            self.start_timer(self.limits.header_timeout_s, self.check_body_rate)
+        self.body_bytes = 0
+        self.body_started_at = self.loop.time()
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
@@ -152,13 +150,21 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self.refused:
             return  # lingering: dropped unparsed and unbuffered
         if self.in_head:
-            if self.timer is None:  # the first bytes of a kept-alive connection's next head
-                self.start_timer(self.limits.header_timeout_s, self.head_timed_out)
             # Counted per read, so what httptools buffers stays below the limit plus one read.
             self.head_bytes += len(data)
         super().data_received(data)
-        if not self.refused and self.in_head and self.head_bytes > self.limits.max_head_bytes:
-            self.refuse()
+        if self.refused:
+            return
+        # A request that came whole in this read (the usual case) leaves no timer behind; a
+        # kept-alive connection's partial next head, or a body still on its way, gets one.
+        if self.in_head:
+            if self.head_bytes > self.limits.max_head_bytes:
+                self.refuse()
+            elif self.head_bytes and self.timer is None:
+                self.start_timer(self.limits.header_timeout_s, self.head_timed_out)
+        elif self.timer is None and self.limits.body_min_bytes_per_s:
+            grace_left_s = self.body_started_at + self.limits.header_timeout_s - self.loop.time()
+            self.start_timer(max(grace_left_s, 0.0), self.check_body_rate)
 
     def send_400_response(self, msg: str) -> None:
         if self.refused:
