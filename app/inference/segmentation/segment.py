@@ -21,6 +21,40 @@ MIN_GARMENT_FRACTION = 0.005  # of the frame: a smaller item is no garment
 SECOND_ITEM_RATIO = 0.25  # another item at least this large (vs the garment): multiple items
 LOW_CONTRAST_DISTANCE = 12.0  # the garment's median distance from the belt below this: low contrast
 FEATHER_SIGMA_PX = 0.7  # the garment's edge, softened as a photo's edge is
+# The band around the mask's edge whose pixels may be part garment, part belt: the mask's edge lies
+# where a pixel first differs from the belt by more than noise, so on a contrasted belt it is
+# outside the garment's true edge, and a lens's blur reaches a few pixels inside it.
+EDGE_OUT_PX, EDGE_IN_PX = 2, 4
+
+
+def on_light_background(even: np.ndarray, belt_colour: np.ndarray, dist: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The garment composited onto LIGHT, its edge unmixed from the belt.
+
+    A pixel on the garment's edge is part garment, part belt: I = a*F + (1-a)*B. The dataset's
+    photos have that edge mixed with their light background instead, so the belt's share is
+    replaced by it: a*F + (1-a)*LIGHT = I + (1-a)*(LIGHT - B). The share a is the pixel's distance
+    from the belt over the garment's own (distance grows linearly with a on a mixed pixel); the
+    garment's is the mean over its interior close by. Without this a dark belt leaves a dark rim
+    around the garment, which the dataset's negation turns into a bright outline the model never
+    saw in training. Away from the edge band the mask, feathered, decides alone, so belt texture
+    never reaches the result."""
+    feathered = ndimage.gaussian_filter(mask.astype(np.float32), FEATHER_SIGMA_PX)
+    alpha = feathered[..., None]
+    image = alpha * even + (1.0 - alpha) * LIGHT
+    if float(np.median(dist[mask])) >= LOW_CONTRAST_DISTANCE:  # else the share cannot be told from noise
+        interior = ndimage.binary_erosion(mask, iterations=EDGE_IN_PX)
+        band = ndimage.binary_dilation(mask, iterations=EDGE_OUT_PX) & ~interior
+        # The garment's own distance near each edge pixel: the mean over the interior close by.
+        size = 2 * (EDGE_IN_PX + EDGE_OUT_PX) + 1
+        weight = ndimage.uniform_filter(interior.astype(np.float32), size)[band]
+        local = ndimage.uniform_filter(np.where(interior, dist, 0.0).astype(np.float32), size)[band]
+        known = weight > 0.05
+        share = np.ones(local.shape, np.float32)
+        share[known] = np.clip(dist[band][known] * weight[known] / np.maximum(local[known], 1e-3), 0.0, 1.0)
+        unmixed = even[band] + (1.0 - share)[:, None] * (LIGHT - belt_colour)
+        image[band] = np.where(known[:, None], unmixed, image[band])
+    composite: np.ndarray = np.rint(np.clip(image, 0.0, 255.0)).astype(np.uint8)
+    return composite
 
 
 @dataclass(frozen=True)
@@ -57,8 +91,7 @@ def segment(rgb_u8: np.ndarray) -> Segmentation:
     if float(np.median(dist[garment.mask])) < LOW_CONTRAST_DISTANCE:
         reasons.append(Reason.LOW_CONTRAST)
     mask = fill_holes(garment.mask)
-    alpha = ndimage.gaussian_filter(mask.astype(np.float32), FEATHER_SIGMA_PX)[..., None]
-    image = np.rint(np.clip(alpha * even + (1.0 - alpha) * LIGHT, 0.0, 255.0)).astype(np.uint8)
+    image = on_light_background(even, belt.colour, dist, mask)
     tilt = tilt_of(mask)
     if tilt:
         fill = (round(LIGHT),) * 3

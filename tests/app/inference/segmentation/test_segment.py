@@ -153,3 +153,29 @@ def test_a_photo_of_many_pieces_is_still_decided():
             canvas[row : row + 4, col : col + 4] = 20.0  # a checkerboard: hundreds of pieces
     found = run(canvas)
     assert found.composite.shape[2] == 3 and found.reasons  # decided: not safe to sort
+
+
+@pytest.mark.parametrize("level", [35.0, 130.0, 253.0], ids=["dark", "mid-grey", "light"])
+def test_an_edge_blurred_into_the_belt_is_unmixed_onto_the_light_background(level):
+    """A camera's edge pixel is part garment, part belt: on the composite it must be part garment,
+    part light background, never darker than both (a dark rim the dataset's negation would turn
+    into a bright outline)."""
+    from scipy import ndimage
+
+    colour = np.array([150.0, 150.0, 150.0], np.float32)
+    canvas = belt(level)
+    cover = np.zeros((HEIGHT, WIDTH), np.float32)
+    cover[40:110, 60:140] = 1.0
+    cover = ndimage.gaussian_filter(cover, 1.0)  # the lens blurs the edge over a few pixels
+    noise = np.random.default_rng(0).normal(0.0, 1.5, canvas.shape)  # the sensor's
+    canvas = cover[..., None] * colour + (1.0 - cover[..., None]) * canvas + noise
+    found = run(canvas)
+    assert found.reasons == ()
+    lightness = found.composite.astype(float).mean(axis=2)
+    # Across the edge the composite goes from the garment's 150 up to the background's 253.
+    row = lightness[75, 40:80]
+    assert row.min() >= 150 - 4, row.round()
+    assert lightness[75, 100] == pytest.approx(150, abs=4) and lightness[75, 10] == pytest.approx(253, abs=2)
+    # Each edge pixel carries the garment's share of it: its coverage times the garment, the rest light.
+    expected = cover[75, 40:80] * 150 + (1 - cover[75, 40:80]) * 253
+    assert np.abs(row - expected).max() <= 12, np.c_[row.round(), expected.round()]
