@@ -214,7 +214,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self.refused = True
         if not self.admitted or not self.cycle.response_started:
             request_id = request_id_from(None)
-            body = json.dumps(error.answer_body() | {"request_id": request_id}).encode()
+            body = json.dumps(errors.answer_body(error.code, error.detail, request_id)).encode()
             extra = "".join(f"{name}: {value}\r\n" for name, value in error.headers.items())
             head = (
                 f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n"

@@ -216,8 +216,9 @@ def test_a_body_trickled_a_byte_a_second_is_answered_408_and_closed(bounded_serv
         "code": "body_too_slow",
         "request_id": headers["x-request-id"],
     }
-    # Judged once the grace (the header timeout) is over, not before, and within a check later.
-    assert HEADER_TIMEOUT_S <= elapsed_s < HEADER_TIMEOUT_S + 3, elapsed_s
+    # Judged once the grace (the header timeout) is over, not before (asyncio may run a timer up to
+    # its clock's resolution early), and within a check later.
+    assert HEADER_TIMEOUT_S - 0.01 <= elapsed_s < HEADER_TIMEOUT_S + 3, elapsed_s
     assert sent <= 4 and rejected[-1] == "body_too_slow"
 
 
