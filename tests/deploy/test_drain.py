@@ -303,4 +303,7 @@ def test_drain_timeout_still_exits_zero_and_refuses_new_work(timeout_run):
 
 
 def test_drain_timeout_bounds_the_exit(timeout_run):
-    assert timeout_run.exit_after_s <= SHORT_DRAIN_TIMEOUT_S + 1.5
+    # The drain and uvicorn's 1 s close end 2.1 s after SIGTERM; the interpreter's teardown
+    # (TensorFlow's threads, atexit hooks) then takes 1.1-1.6 s on a 2-vCPU machine, measured on this
+    # release and the one before it alike: 1.5 s of slack failed one run in three.
+    assert timeout_run.exit_after_s <= SHORT_DRAIN_TIMEOUT_S + 2.5
