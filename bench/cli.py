@@ -36,6 +36,7 @@ ON_REQUEST: dict[str, str] = {
     "decisions": "bench.suite:run_decision_log",
     "rollout": "bench.suite:run_rollout",
     "tracing": "bench.suite:run_tracing",
+    "renders": "bench.renders:bench_renders",
 }
 GPU_CHECK = "gpu-check"
 
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="http, batch and/or preprocess (default: those three); or suite (docs/benchmarks.md), soak,"
         " camera (camera-size photos, into docs/benchmarks.md), decisions (the decision log's cost, into"
         " docs/benchmarks.md), rollout (a swap under load and the shadow's cost, into docs/benchmarks.md),"
-        " tracing (what traces cost, into docs/benchmarks.md) or scanner (docs/scanner.md); or gpu-check with"
+        " tracing (what traces cost, into docs/benchmarks.md), scanner (docs/scanner.md) or renders (a render set"
+        " to train on, not a benchmark); or gpu-check with"
         " its own flags (`python -m bench gpu-check --help`)",
     )
     p.add_argument("--duration-s", type=float, default=10.0, help="per measurement")
@@ -76,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("test", "validation"),
         default="test",
         help="`scanner`: render test images (the report) or validation images (to tune on; writes nothing)",
+    )
+    p.add_argument(
+        "--renders-split",
+        choices=("train", "validation"),
+        default="train",
+        help="`renders`: render images of the training split or of the validation split",
+    )
+    p.add_argument("--renders-count", type=int, default=20_000, help="`renders`: photos to render")
+    p.add_argument(
+        "--renders-out", type=Path, default=None, help="`renders`: the file (default data/renders-<split>.npz)"
     )
     return p
 

@@ -27,21 +27,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from training.architectures import PRODUCTION_ARCHITECTURE, build, logits_model
-from training.fold import fold_batch_norm
+from training.members import FLOAT32_SIGNATURE, captured_networks, folded_network, network_counts
 
 INDEX_FORMAT = 1
 VARIABLES_FILE = Path("variables") / "variables.data-00000-of-00001"
-FLOAT32_SIGNATURE = "serving_default"
 CHECK_IMAGES = 2000  # test images on which the rebuilt ensemble must give the SavedModel's logits
 CHECK_ATOL = 1e-3
-
-
-def folded_network(name: str = "network") -> keras.Model:
-    """The production architecture as exported: BatchNorm folded into the convolutions, ending in
-    the logits. Its weights are freshly initialised."""
-    model = logits_model(fold_batch_norm(build(PRODUCTION_ARCHITECTURE)))
-    return keras.Model(model.inputs[0], model.outputs[0], name=name)
 
 
 def _sha256(data: bytes) -> str:
@@ -112,20 +103,11 @@ def bucket(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
-def _metadata(version_dir: Path) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((version_dir / "metadata.json").read_text())
-    return document
-
-
-def _counts(metadata: dict[str, Any]) -> tuple[int, int]:
-    return int(metadata.get("ensemble_size") or 1), int(metadata.get("unsure_members") or 0)
-
-
 def load_ensemble(version_dir: Path, index_path: Path | None) -> ServedEnsemble:
     """The version's ensemble with its shipped weights (read through the index), or, without an
     index, its networks freshly initialised (throughput does not depend on weight values)."""
-    metadata = _metadata(version_dir)
-    n_members, n_unsure = _counts(metadata)
+    metadata = json.loads((Path(version_dir) / "metadata.json").read_text())
+    n_members, n_unsure = network_counts(version_dir)
     networks = [folded_network(f"network_{i}") for i in range(n_members + n_unsure)]
     weights = "freshly initialised (no weight index given): the same arithmetic, not the shipped values"
     if index_path is not None:
@@ -165,30 +147,16 @@ def write_index(version_dir: Path, out: Path, check_images: np.ndarray | None = 
     import tensorflow as tf
 
     version_dir = Path(version_dir)
-    loaded = tf.saved_model.load(str(version_dir))
-    signature = loaded.signatures[FLOAT32_SIGNATURE]
-    by_handle = {variable.handle.ref(): variable for variable in loaded.variables}
-    # The signature captures each network's variables in the order its layers use them.
-    captured = [by_handle[c.ref()] for c in signature.captured_inputs if c.ref() in by_handle]
-    template = [tuple(w.shape) for w in folded_network().weights]
-    n_members, n_unsure = _counts(_metadata(version_dir))
-    if len(captured) != len(template) * (n_members + n_unsure):
-        raise ValueError(
-            f"{version_dir}: the float32 signature uses {len(captured)} variables; "
-            f"{n_members + n_unsure} folded {PRODUCTION_ARCHITECTURE} networks have {len(template)} each"
-        )
     blob = (version_dir / VARIABLES_FILE).read_bytes()
     networks: list[list[dict[str, Any]]] = []
-    for start in range(0, len(captured), len(template)):
+    for variables in captured_networks(version_dir):
         tensors = []
-        for variable, shape in zip(captured[start : start + len(template)], template, strict=True):
+        for variable in variables:
             value = variable.numpy()
-            if value.dtype != np.float32 or value.shape != shape:
-                raise ValueError(f"{variable.name}: {value.dtype} {value.shape}, expected float32 {shape}")
             offset = blob.find(value.astype("<f4").tobytes())
             if offset < 0:
                 raise ValueError(f"{variable.name}: its value is not stored as such in {VARIABLES_FILE}")
-            tensors.append({"name": variable.name, "shape": list(shape), "offset": offset})
+            tensors.append({"name": variable.name, "shape": list(value.shape), "offset": offset})
         networks.append(tensors)
     index: dict[str, Any] = {
         "format": INDEX_FORMAT,
@@ -202,6 +170,7 @@ def write_index(version_dir: Path, out: Path, check_images: np.ndarray | None = 
     out.write_text(json.dumps(index, indent=1) + "\n")
     if check_images is not None:
         images = check_images[..., None] if check_images.ndim == 3 else check_images
+        signature = tf.saved_model.load(str(version_dir)).signatures[FLOAT32_SIGNATURE]
         expected = signature(images=tf.constant(images))["logits"].numpy()
         got, unsure = load_ensemble(version_dir, out).logits(images)
         worst = float(np.abs(got - expected).max())

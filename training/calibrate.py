@@ -25,7 +25,8 @@ Curve = tuple[np.ndarray, np.ndarray]  # coverage, risk: training.sorting.risk_c
 Point = tuple[float, float]  # coverage, risk at the review threshold
 CALIBRATION_FILE = "calibration.json"  # in the run directory: what export serves
 # Settings that do not change what a network learns: a run and its held-out twin may differ in them.
-NOT_RECIPE = ("full_train", "histograms", "patience")
+# A fine-tuned pair starts from different weights by design (each from its own version's network).
+NOT_RECIPE = ("full_train", "histograms", "patience", "init_from")
 # The held-out twin's own figures that a full-train model's calibration quotes.
 TWIN_FIGURES = (
     "validation_accuracy",

@@ -1,4 +1,5 @@
-"""`garment-sorter explore|train|compare|export|calibrate|unfamiliar|bench-model|model-card` (or `python -m training`).
+"""`garment-sorter explore|train|compare|export|unpack|calibrate|unfamiliar|bench-model|model-card`
+(or `python -m training`).
 
 Every user mistake (missing dataset, unknown architecture, bad flag value) ends in one line on
 stderr and exit code 2, before anything is written under models/ or reports/.
@@ -101,7 +102,21 @@ def _add_train_options(p: argparse.ArgumentParser, default_epochs: int) -> None:
         "a fixed 20 %% slice (by decision id) held out and reported on",
     )
     p.add_argument(
-        "--init-from", default=None, metavar="RUN", help="fine-tune: start from RUN's best weights (same --arch)"
+        "--init-from",
+        default=None,
+        metavar="RUN",
+        help="fine-tune: start from RUN's best weights (same --arch; `garment-sorter unpack` makes RUNs of a version)",
+    )
+    p.add_argument(
+        "--renders",
+        default=None,
+        metavar="FILE",
+        help="a render set (`python -m bench renders`): scanner photos as the service preprocessed them join training",
+    )
+    p.add_argument(
+        "--freeze-batch-norm",
+        action="store_true",
+        help="BatchNormalization in inference mode with fixed weights (fine-tuning an unpacked network needs it)",
     )
 
 
@@ -129,6 +144,8 @@ def _train_config(args: argparse.Namespace, arch: str) -> TrainConfig:
         histograms=args.histograms,
         extra_data=args.extra_data,
         init_from=args.init_from,
+        renders=args.renders,
+        freeze_batch_norm=args.freeze_batch_norm,
     )
 
 
@@ -249,6 +266,21 @@ def _add_compare(subparsers: Subparsers) -> None:
     p.set_defaults(func=cmd_compare)
 
 
+def cmd_unpack(args: argparse.Namespace) -> int:
+    from training.members import unpack
+
+    for run_dir in unpack(Path(args.version_dir), Path(args.out)):
+        print(run_dir)
+    return 0
+
+
+def _add_unpack(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("unpack", help="an exported version's networks as run directories (to fine-tune)")
+    p.add_argument("--version-dir", required=True, help="e.g. models/fashion-cnn/7")
+    p.add_argument("--out", required=True, help="writes OUT/member-<i>/ and OUT/unsure-<i>/")
+    p.set_defaults(func=cmd_unpack)
+
+
 def _add_export(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("export", help="export a finished run as models/fashion-cnn/<next version>")
     p.add_argument("--run", required=True, help="run directory with best.keras and run.json")
@@ -360,6 +392,7 @@ def register(subparsers: Subparsers) -> None:
         _add_train,
         _add_compare,
         _add_export,
+        _add_unpack,
         _add_bench_model,
         _add_model_card,
         _add_calibrate,

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contract.renders import read_render_set
 from contract.warehouse import WarehouseSet, read_warehouse_set
 from training import architectures, data, pipeline, report
 from training.optimizers import OPTIMIZERS, make_optimizer
@@ -59,6 +60,8 @@ class TrainConfig:
     split_seed: int = data.DEFAULT_SPLIT_SEED
     extra_data: str | None = None  # a warehouse export (contract/warehouse.py): mixed in, a slice held out
     init_from: str | None = None  # fine-tune: start from this run's best weights (same architecture)
+    renders: str | None = None  # a render set (contract/renders.py): scanner photos as preprocessed, mixed in
+    freeze_batch_norm: bool = False  # BatchNormalization in inference mode, its weights fixed (fine-tuning)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -200,7 +203,7 @@ def _training_images(
     config: TrainConfig, split: data.Split, warehouse: WarehouseSet | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The images to train on: the 50,000 (or, full-train, 60,000), maybe cut to --limit-train,
-    plus the warehouse's own photos outside the held-out slice."""
+    plus the warehouse's own photos outside the held-out slice, plus the render set's photos."""
     x_train, y_train = split.x_train, split.y_train
     if config.full_train:
         x_train = np.concatenate([x_train, split.x_val])
@@ -210,6 +213,10 @@ def _training_images(
     if warehouse is not None and len(warehouse.labels):
         x_train = np.concatenate([x_train, warehouse.images])
         y_train = np.concatenate([y_train, warehouse.labels.astype(y_train.dtype)])
+    if config.renders is not None:
+        renders = read_render_set(Path(config.renders))
+        x_train = np.concatenate([x_train, renders.images])
+        y_train = np.concatenate([y_train, renders.labels.astype(y_train.dtype)])
     return x_train, y_train
 
 
@@ -250,6 +257,12 @@ def _compiled_model(config: TrainConfig, steps_per_epoch: int) -> tuple[keras.Mo
     """The untrained network, compiled under the configured distribution strategy, and its loss."""
     with make_strategy(config.strategy).scope():
         model = architectures.build(config.arch)
+        if config.freeze_batch_norm:
+            # Keras 3 runs a BatchNormalization that is not trainable in inference mode: an unpacked
+            # network's identity BatchNorm stays the identity, and a trained one keeps its statistics.
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         model.compile(optimizer=_optimizer(config, steps_per_epoch), loss=loss, metrics=["accuracy"])
     return model, loss

@@ -20,12 +20,25 @@ def shipped():
 
 
 @pytest.fixture(scope="module")
-def outputs(shipped, fashion, split):
+def predicted(fashion, split):
+    """predicted(version_dir, "test" | "val", precision): an export's outputs on a split, computed once
+    per module (each costs seconds, and several tests look at the same ones)."""
+    images = {"test": fashion.x_test, "val": split.x_val}
+    done: dict[tuple[Path, str, str], dict[str, np.ndarray]] = {}
+
+    def outputs_of(version_dir: Path, split_name: str, precision: str = "float32") -> dict[str, np.ndarray]:
+        key = (Path(version_dir), split_name, precision)
+        if key not in done:
+            done[key] = export.predict_exported(key[0], images[split_name], precision)
+        return done[key]
+
+    return outputs_of
+
+
+@pytest.fixture(scope="module")
+def outputs(shipped, predicted):
     version_dir, _ = shipped
-    return {
-        "test": export.predict_exported(version_dir, fashion.x_test),
-        "val": export.predict_exported(version_dir, split.x_val),
-    }
+    return {"test": predicted(version_dir, "test"), "val": predicted(version_dir, "val")}
 
 
 # What the exported graph computes besides its weights: a twin must match the shipped model in all of it.
@@ -83,13 +96,13 @@ def test_temperature_is_baked_into_the_probabilities(shipped, outputs):
     assert meta["ece_test_after"] <= 0.015
 
 
-def test_review_threshold_keeps_wrong_bins_under_one_percent_on_validation(shipped, held_out, outputs, split):
-    version_dir, meta = shipped
+def test_review_threshold_keeps_wrong_bins_under_one_percent_on_validation(shipped, held_out, predicted, split):
+    _, meta = shipped
     held_out_dir, held_out_meta = held_out
     threshold = meta["review_threshold"]
     assert 0 < threshold < 1
     assert threshold == held_out_meta["review_threshold"] and meta["temperature"] == held_out_meta["temperature"]
-    val = outputs["val"] if held_out_dir == version_dir else export.predict_exported(held_out_dir, split.x_val)
+    val = predicted(held_out_dir, "val")
     figures = sorting.sorting_figures(val["probabilities"], split.y_val, threshold)
     assert figures["wrong_bin_rate"] <= 0.01
     claimed = (meta.get("calibrated_by") or meta)["sorting_validation"]
@@ -108,14 +121,16 @@ def _exported_precisions() -> list[str]:
 
 
 @pytest.mark.parametrize("precision", _exported_precisions())
-def test_every_exported_precision_serves_what_metadata_says(precision, shipped, held_out, outputs, fashion, split):
+def test_every_exported_precision_serves_what_metadata_says(
+    precision, shipped, held_out, outputs, predicted, fashion, split
+):
     """The service may serve any exported signature (bfloat16 on CPUs that compute it natively):
     each must keep the accuracy floor, agree with float32 and keep the review threshold's promise
     (on validation, through the held-out model that chose it)."""
     version_dir, meta = shipped
     held_out_dir, _ = held_out
-    test = export.predict_exported(version_dir, fashion.x_test, precision)["probabilities"]
-    val = export.predict_exported(held_out_dir, split.x_val, precision)["probabilities"]
+    test = predicted(version_dir, "test", precision)["probabilities"]
+    val = predicted(held_out_dir, "val", precision)["probabilities"]
     test_accuracy = np.mean(test.argmax(axis=1) == fashion.y_test)
     assert test_accuracy >= MIN_TEST_ACCURACY - 0.001
     assert meta["accuracy_by_precision"][precision]["test"] == pytest.approx(test_accuracy, abs=0.001)
@@ -137,15 +152,15 @@ def test_every_exported_precision_serves_what_metadata_says(precision, shipped, 
         assert claimed["review_threshold"] == pytest.approx(meta["review_threshold"], abs=1e-6)
 
 
-def test_the_unfamiliar_threshold_keeps_its_promise_on_validation(shipped, held_out, split, fashion):
+def test_the_unfamiliar_threshold_keeps_its_promise_on_validation(shipped, held_out, predicted):
     """At most 1 % of clean validation images trip it, through the export that chose it; the test
     split's share is what metadata says (measured there, never chosen on)."""
     version_dir, meta = shipped
     held_out_dir, _ = held_out
     block = meta["unfamiliar"]
     assert block["score"] == "energy" and block["calibrated_on"].endswith(f"version {held_out_dir.name}")
-    val_scores = energy(export.predict_exported(held_out_dir, split.x_val)["logits"])
+    val_scores = energy(predicted(held_out_dir, "val")["logits"])
     assert np.mean(val_scores >= block["threshold"]) == pytest.approx(block["trip_rate"], abs=1e-4)
     assert block["trip_rate"] <= 0.01
-    test_scores = energy(export.predict_exported(version_dir, fashion.x_test)["logits"])
+    test_scores = energy(predicted(version_dir, "test")["logits"])
     assert np.mean(test_scores >= block["threshold"]) == pytest.approx(block["test_trip_rate"], abs=1e-4)

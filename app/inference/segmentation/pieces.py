@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from app.inference.segmentation.pose import min_area_rect, sample_points
+from app.inference.segmentation.pose import min_area_rect, outline_points
 
 MIN_DISTANCE = 5.0  # the smallest distance from the belt that is ever foreground (0-255 lightness)
 HYSTERESIS_LOW = 0.5  # of the threshold: fainter pixels join where they touch foreground
@@ -25,7 +25,6 @@ GROUP_GAP_FRACTION = 0.04  # of the short edge: pieces closer than this are one 
 LABEL_MIN_FRACTION = 0.002  # of the frame: a label is larger than this ...
 LABEL_MAX_FRACTION = 0.05  # ... smaller than this ...
 LABEL_MIN_FILL = 0.93  # ... and fills this much of its minimum-area rectangle
-LABEL_SHAPE_POINTS = 2000  # a label's pixels the rectangle is fitted to (a sample of a large one)
 CUT_OFF_FRACTION = 0.02  # of an edge's length touched by an item: cut off by the frame
 EIGHT_NEIGHBOURS = np.ones((3, 3), bool)
 
@@ -131,11 +130,11 @@ def is_label_piece(labels: np.ndarray, where: tuple[slice, ...] | None, index: i
     # Its own shape: holes filled (a barcode's bars and the paper between them average out to the
     # belt's grey at working resolution), one-pixel fringes gone (belt texture touching its edge).
     piece = ndimage.binary_opening(fill_holes(np.pad(labels[where] == index, 1)), structure=EIGHT_NEIGHBOURS)
-    points = np.argwhere(piece).astype(np.float64)
-    if len(points) < 8:
+    pixels = int(np.count_nonzero(piece))
+    if pixels < 8:
         return False
-    rect_area, _, _ = min_area_rect(sample_points(points, LABEL_SHAPE_POINTS))
-    return len(points) >= LABEL_MIN_FILL * rect_area
+    rect_area, _, _ = min_area_rect(outline_points(piece))
+    return pixels >= LABEL_MIN_FILL * rect_area
 
 
 def touches_frame(mask: np.ndarray) -> bool:

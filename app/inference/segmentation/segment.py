@@ -25,6 +25,10 @@ FEATHER_SIGMA_PX = 0.7  # the garment's edge, softened as a photo's edge is
 # where a pixel first differs from the belt by more than noise, so on a contrasted belt it is
 # outside the garment's true edge, and a lens's blur reaches a few pixels inside it.
 EDGE_OUT_PX, EDGE_IN_PX = 2, 4
+# The garment's own steps (holes, edge, tilt) run on its box and this margin, not the whole frame:
+# more than every filter's reach (the edge band's mean, 2 * EDGE_IN_PX + EDGE_OUT_PX; the feather's
+# 4 sigma), so each gives what it would on the whole frame, at the garment's share of the cost.
+WINDOW_MARGIN_PX = 12
 
 
 def on_light_background(even: np.ndarray, belt_colour: np.ndarray, dist: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -90,11 +94,17 @@ def segment(rgb_u8: np.ndarray) -> Segmentation:
         reasons.append(Reason.CUT_OFF)
     if float(np.median(dist[garment.mask])) < LOW_CONTRAST_DISTANCE:
         reasons.append(Reason.LOW_CONTRAST)
-    mask = fill_holes(garment.mask)
-    image = on_light_background(even, belt.colour, dist, mask)
-    tilt = tilt_of(mask)
+    box = box_of(garment.mask)
+    assert box is not None  # an item has pixels
+    left, top = max(0, box[0] - WINDOW_MARGIN_PX), max(0, box[1] - WINDOW_MARGIN_PX)
+    window = (slice(top, box[3] + WINDOW_MARGIN_PX), slice(left, box[2] + WINDOW_MARGIN_PX))
+    # Holes: the margin is belt all round, so what reaches the window's edge reaches the frame's.
+    mask = fill_holes(garment.mask[window])
+    image = np.full((height, width, 3), round(LIGHT), np.uint8)
+    image[window] = on_light_background(even[window], belt.colour, dist[window], mask)
+    tilt = tilt_of(mask, origin=(top, left))
     if tilt:
         fill = (round(LIGHT),) * 3
         upright = Image.fromarray(image, "RGB").rotate(-tilt, Image.Resampling.BILINEAR, expand=True, fillcolor=fill)
         image = np.asarray(upright)
-    return Segmentation(image, box_of(mask), tuple(reasons), tilt)
+    return Segmentation(image, box, tuple(reasons), tilt)
