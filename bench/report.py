@@ -267,10 +267,15 @@ def _max_wait_section(results: dict[str, Any], image_dir: str) -> list[str]:
     ]
 
 
+def _not_measured(title: str, part: str) -> list[str]:
+    """A part's section when the report holds none of its figures: the heading and how to get them."""
+    return [title, "", f"Not measured in this report (`python -m bench {part}`).", ""]
+
+
 def _camera_section(results: dict[str, Any]) -> list[str]:
     camera = results.get("camera")
     if not camera:
-        return ["## Camera-size photos", "", "Not measured in this report (`python -m bench camera`).", ""]
+        return _not_measured("## Camera-size photos", "camera")
     sizes = {name: figures for name, figures in camera.items() if isinstance(figures, dict)}
     lines = [
         "## Camera-size photos",
@@ -322,7 +327,7 @@ def _decision_log_section(results: dict[str, Any]) -> list[str]:
     log = results.get("decision_log")
     title = "## What the decision log costs"
     if not log:
-        return [title, "", "Not measured in this report (`python -m bench decisions`).", ""]
+        return _not_measured(title, "decisions")
     lines = [
         title,
         "",
@@ -361,7 +366,7 @@ def _rollout_section(results: dict[str, Any]) -> list[str]:
     rollout = results.get("rollout")
     title = "## Model roll-out"
     if not rollout:
-        return [title, "", "Not measured in this report (`python -m bench rollout`).", ""]
+        return _not_measured(title, "rollout")
     swap, shadow = rollout["swap"], rollout["shadow"]
     steady, during = swap["steady"], swap["during_swap"]
     return [
@@ -442,7 +447,7 @@ def _tracing_section(results: dict[str, Any]) -> list[str]:
     traces = results.get("tracing")
     title = "## What traces cost"
     if not traces:
-        return [title, "", "Not measured in this report (`python -m bench tracing`).", ""]
+        return _not_measured(title, "tracing")
     lines = [
         title,
         "",

@@ -79,6 +79,29 @@ def timeout(connect_timeout_s: float, read_timeout_s: float) -> httpx.Timeout:
     return httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s, write=read_timeout_s, pool=connect_timeout_s)
 
 
+def pool_options(url: str, api_key: str | None, connect_timeout_s: float, read_timeout_s: float) -> dict[str, Any]:
+    """What Client and AsyncClient give their httpx pool: the same for both."""
+    return {"base_url": url, "headers": client_headers(api_key), "timeout": timeout(connect_timeout_s, read_timeout_s)}
+
+
+def settle(
+    outcome: httpx.Response | httpx.TransportError, model: type[Answer], call: Call, attempts: Attempts
+) -> tuple[Answer | None, float]:
+    """One attempt's outcome -> (the answer, 0) when the call is over, or (None, the delay before the
+    next attempt). Raises ApiError, TransportError or InvalidAnswer when it is over without one."""
+    if isinstance(outcome, httpx.TransportError):
+        delay = attempts.after_failure(outcome)
+        if delay is None:
+            raise failure_of(outcome, call, attempts.count) from outcome
+        log_retry(call, attempts, delay, type(outcome).__name__)
+        return None, delay
+    delay = attempts.after_answer(outcome)
+    if delay is None:
+        return read_answer(outcome, model, call, attempts.count), 0.0
+    log_retry(call, attempts, delay, answer_reason(outcome))
+    return None, delay
+
+
 def _query(top_k: int | None, as_of: dt.date | str | None) -> dict[str, str]:
     params: dict[str, str] = {}
     if top_k is not None:

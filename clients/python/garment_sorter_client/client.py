@@ -34,10 +34,7 @@ class Client:
     ) -> None:
         self.retry = RetryPolicy() if retry is None else retry
         self._http = httpx.Client(
-            base_url=url,
-            headers=calls.client_headers(api_key),
-            timeout=calls.timeout(connect_timeout_s, read_timeout_s),
-            transport=transport,
+            transport=transport, **calls.pool_options(url, api_key, connect_timeout_s, read_timeout_s)
         )
 
     def classify(
@@ -84,17 +81,12 @@ class Client:
         while True:
             attempts.start()
             try:
-                response = self._http.send(call.request(self._http))
+                outcome: httpx.Response | httpx.TransportError = self._http.send(call.request(self._http))
             except httpx.TransportError as exc:
-                delay = attempts.after_failure(exc)
-                if delay is None:
-                    raise calls.failure_of(exc, call, attempts.count) from exc
-                calls.log_retry(call, attempts, delay, type(exc).__name__)
-            else:
-                delay = attempts.after_answer(response)
-                if delay is None:
-                    return calls.read_answer(response, model, call, attempts.count)
-                calls.log_retry(call, attempts, delay, calls.answer_reason(response))
+                outcome = exc
+            answer, delay = calls.settle(outcome, model, call, attempts)
+            if answer is not None:
+                return answer
             time.sleep(delay)
 
     def close(self) -> None:

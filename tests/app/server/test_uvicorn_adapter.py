@@ -192,10 +192,16 @@ def test_a_kept_alive_connection_s_next_head_has_the_same_deadline(bounded_serve
     assert (status, body["code"]) == (408, "request_timeout")
 
 
+def post_head(content_length: int) -> bytes:
+    """A whole POST /classify head announcing a PNG body of ``content_length`` bytes."""
+    head = f"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {content_length}\r\n\r\n"
+    return head.encode()
+
+
 def test_a_body_trickled_a_byte_a_second_is_answered_408_and_closed(bounded_server):
     port, rejected, _ = bounded_server
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5000\r\n\r\n")
+        sock.sendall(post_head(5000))
         started = time.monotonic()
         sock.settimeout(1.0)
         sent = 0
@@ -226,10 +232,7 @@ def test_a_body_at_a_fair_rate_is_read_however_long_it_takes(bounded_server):
     port, _, _ = bounded_server
     body = b"x" * 3000  # 2,000 bytes/s over 1.5 s: above the minimum rate, past the grace
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(
-            b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-        )
+        sock.sendall(post_head(len(body)))
         for offset in range(0, len(body), 200):
             sock.sendall(body[offset : offset + 200])
             time.sleep(0.1)
