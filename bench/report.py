@@ -374,8 +374,9 @@ def _rollout_section(results: dict[str, Any]) -> list[str]:
         "",
         (
             f"Measured {rollout['date']} (`python -m bench rollout`; bench/rollout.py). Single-image POST"
-            " /classify with wrk. A swap: at concurrency 64, an admin request promotes version 7 (loaded and"
-            " warmed beside the live version 9, then swapped between two batches) 3 s into the run. Goals:"
+            " /classify with wrk. A swap: at concurrency 64, an admin request promotes version"
+            f" {rollout.get('candidate', 7)} (loaded and warmed beside the live version {rollout.get('served', 9)},"
+            " then swapped between two batches) 3 s into the run. Goals:"
             " no non-2xx answer, p99 at most 2x steady; with a shadow, p50 at concurrency 1 within +10 %."
         ),
         "",

@@ -9,7 +9,8 @@
   LINE_RATE photos/s), with the share of answers the candidate saw; at concurrency 64 the share of
   copies dropped because live work came first.
 
-The candidate is the held-out twin (version 7: other networks than the served one's).
+The candidate is the held-out twin (the lower of the two versions in the tree: other networks
+than the served one's).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from typing import Any
 
 from bench.load import http_request, measure, open_loop, single_image_body, whole_s, wrk
 from bench.server import REPO, rss_bytes, running_server
+from contract.versions import versions
 
 MODELS = REPO / "models" / "fashion-cnn"
-SERVED, CANDIDATE = 9, 7
+CANDIDATE, SERVED = versions(MODELS)[0], versions(MODELS)[-1]
 SWAP_AFTER_S = 3.0
 LINE_RATE_PER_S = 20.0  # a busy scanner line: a photo every 50 ms
 
@@ -72,7 +74,7 @@ def bench_rollout(args: argparse.Namespace) -> dict[str, Any]:
         shutil.copytree(MODELS / str(CANDIDATE), root / str(CANDIDATE))  # below the live: not promoted by itself
         # No keys: wrk sends none, and without keys the admin routes are open too.
         env = {"SORTER_MODEL_DIR": str(root), "SORTER_MODEL_POLL_S": "0"}
-        results: dict[str, Any] = {}
+        results: dict[str, Any] = {"served": SERVED, "candidate": CANDIDATE}
         with running_server(env, nice=args.server_nice) as server:
             url = server.url + "/classify"
             wrk(url, body, content_type, 64, whole_s(args.warmup_s))
