@@ -25,9 +25,10 @@ FEATHER_SIGMA_PX = 0.7  # the garment's edge, softened as a photo's edge is
 # where a pixel first differs from the belt by more than noise, so on a contrasted belt it is
 # outside the garment's true edge, and a lens's blur reaches a few pixels inside it.
 EDGE_OUT_PX, EDGE_IN_PX = 2, 4
-# The garment's own steps (holes, edge, tilt) run on its box and this margin, not the whole frame:
-# more than every filter's reach (the edge band's mean, 2 * EDGE_IN_PX + EDGE_OUT_PX; the feather's
-# 4 sigma), so each gives what it would on the whole frame, at the garment's share of the cost.
+# The garment's own steps (holes, edge, tilt) run on its box and this margin, not the whole frame,
+# at the garment's share of the cost. Past the mask only the feather (3 px) and the edge band
+# (EDGE_OUT_PX) reach; the band's local mean reaches further only over the interior, which is zero
+# there. So any margin above 3 px gives the whole frame's composite; 12 leaves room for wider ones.
 WINDOW_MARGIN_PX = 12
 
 

@@ -32,3 +32,13 @@ def test_an_upright_shape_has_no_tilt_and_no_gain():
 def test_a_degenerate_shape_has_a_box_not_an_error():
     line = np.array([[5.0, 1.0], [5.0, 2.0], [5.0, 3.0]])  # collinear: no hull
     assert pose.min_area_rect(line) == (3.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("angle_deg", [-30.0, -7.0, 0.0, 13.0, 27.0])
+def test_the_outline_gives_the_rectangle_all_the_pixels_give(angle_deg):
+    mask = turned_bar(angle_deg)
+    mask[100:110, 95:105] = False  # a hole: inside the outline, no concern of the rectangle's
+    outline = pose.outline_points(mask, origin=(7, 11))
+    assert len(outline) == 2 * int(mask.any(axis=1).sum())
+    everything = np.argwhere(mask).astype(np.float64) + np.array([7.0, 11.0])
+    assert pose.min_area_rect(outline) == pose.min_area_rect(everything)

@@ -179,3 +179,30 @@ def test_an_edge_blurred_into_the_belt_is_unmixed_onto_the_light_background(leve
     # Each edge pixel carries the garment's share of it: its coverage times the garment, the rest light.
     expected = cover[75, 40:80] * 150 + (1 - cover[75, 40:80]) * 253
     assert np.abs(row - expected).max() <= 12, np.c_[row.round(), expected.round()]
+
+
+@pytest.mark.parametrize(("top", "left"), [(40, 60), (0, 0), (80, 130)], ids=["inside", "corner", "far-edge"])
+def test_the_garment_window_gives_what_the_whole_frame_gives(top, left):
+    """The garment's own steps run on its box and a margin: the composite must be the one they
+    give on the whole frame, blurred edge and all, wherever the garment lies (one touching the
+    frame's corner has no margin on two sides)."""
+    from scipy import ndimage
+
+    from app.inference.segmentation.belt import border_samples, distance, fit_background, flat_field
+    from app.inference.segmentation.pieces import fill_holes, foreground, items
+    from app.inference.segmentation.segment import NOISE_FACTOR, on_light_background
+
+    canvas = belt(40.0)
+    shirt(canvas, top, left)
+    photo = np.clip(np.rint(ndimage.gaussian_filter(canvas, (1.5, 1.5, 0))), 0, 255).astype(np.uint8)
+    found = segment(photo)
+    rgb = photo.astype(np.float32)
+    background = fit_background(rgb)
+    even = flat_field(rgb, background)
+    dist = distance(even, background.colour)
+    rows, cols, _ = border_samples(HEIGHT, WIDTH)
+    threshold = NOISE_FACTOR * float(np.quantile(dist[rows, cols][background.inlier], 0.99))
+    mask = items(foreground(dist, threshold))[0].mask
+    whole = on_light_background(even, background.colour, dist, fill_holes(mask))
+    assert found.tilt_deg == 0.0
+    np.testing.assert_array_equal(found.composite, whole)
