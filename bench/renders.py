@@ -1,14 +1,14 @@
 """`python -m bench renders`: a render set (contract/renders.py) for training or tuning.
 
-Images of the 50,000-image training split (or, ``--split validation``, of the 10,000 held out for
-tuning) become scanner photos under every garment condition of bench.scanner in turn, and each
+Images of the 50,000-image training split (or, ``--renders-split validation``, of the 10,000 held
+out for tuning) become scanner photos under every garment condition of bench.scanner in turn, and each
 photo goes through the service's own preprocessing: the 28x28 image is what the model would see.
 `garment-sorter train --renders FILE` then trains on them beside the dataset's images.
 
 The test split is never rendered here (it is the scanner benchmark's), and the seeds start at
 SEED_BASE, far from the benchmark's, so no training photo is a benchmark photo's twin. The
 renderer is the benchmark's own: a model trained on these has seen its belts, lamps and labels,
-so its scanner-benchmark figures measure those conditions, not new ones (docs/scanner.md says so).
+so its scanner-benchmark figures measure those conditions, not new ones, and must say so.
 """
 
 from __future__ import annotations
