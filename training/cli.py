@@ -1,5 +1,5 @@
-"""`garment-sorter explore|train|compare|export|unpack|calibrate|unfamiliar|bench-model|model-card`
-(or `python -m training`).
+"""The training commands of `garment-sorter` (or `python -m training`): explore, train, compare,
+export, unpack, score-renders, calibrate, unfamiliar, bench-model, model-card.
 
 Every user mistake (missing dataset, unknown architecture, bad flag value) ends in one line on
 stderr and exit code 2, before anything is written under models/ or reports/.
@@ -274,6 +274,37 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score_renders(args: argparse.Namespace) -> int:
+    from training.ensemble import Ensemble
+    from training.render_scores import score_renders, table
+
+    runs = Ensemble(
+        members=(Path(args.run), *map(Path, args.ensemble_with)),
+        unsure_members=tuple(map(Path, args.unsure_with)),
+        flip_below=args.flip_below,
+    )
+    scores = score_renders(runs, Path(args.renders))
+    print("\n".join(table(scores)))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(scores, indent=2) + "\n")
+    return 0
+
+
+def _add_score_renders(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "score-renders", help="runs calibrated on validation, scored on validation renders (scanner photos)"
+    )
+    p.add_argument("--run", required=True)
+    p.add_argument("--ensemble-with", nargs="+", default=[], metavar="RUN")
+    p.add_argument("--unsure-with", nargs="+", default=[], metavar="RUN")
+    p.add_argument("--flip-below", type=float, default=None, metavar="P")
+    p.add_argument(
+        "--renders", default="data/renders-validation.npz", help="`python -m bench renders --renders-split validation`"
+    )
+    p.add_argument("--json-out", default=None)
+    p.set_defaults(func=cmd_score_renders)
+
+
 def _add_unpack(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("unpack", help="an exported version's networks as run directories (to fine-tune)")
     p.add_argument("--version-dir", required=True, help="e.g. models/fashion-cnn/7")
@@ -393,6 +424,7 @@ def register(subparsers: Subparsers) -> None:
         _add_compare,
         _add_export,
         _add_unpack,
+        _add_score_renders,
         _add_bench_model,
         _add_model_card,
         _add_calibrate,
