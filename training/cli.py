@@ -25,6 +25,7 @@ from contract.versions import VersionError, latest
 from training.data import DatasetError
 
 if TYPE_CHECKING:
+    from training.ensemble import Ensemble
     from training.train import TrainConfig
 
 EXIT_USAGE = 2
@@ -190,14 +191,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from training.calibrate import calibrate_run
-    from training.ensemble import Ensemble
 
-    runs = Ensemble(
-        members=(Path(args.run), *map(Path, args.ensemble_with)),
-        unsure_members=tuple(map(Path, args.unsure_with)),
-        tta_flip=args.tta_flip,
-        flip_below=args.flip_below,
-    )
+    runs = _ensemble_of(args)
     result = calibrate_run(
         runs,
         Path(args.out) if args.out else None,
@@ -275,15 +270,9 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
 
 def cmd_score_renders(args: argparse.Namespace) -> int:
-    from training.ensemble import Ensemble
     from training.render_scores import score_renders, table
 
-    runs = Ensemble(
-        members=(Path(args.run), *map(Path, args.ensemble_with)),
-        unsure_members=tuple(map(Path, args.unsure_with)),
-        flip_below=args.flip_below,
-    )
-    scores = score_renders(runs, Path(args.renders))
+    scores = score_renders(_ensemble_of(args), Path(args.renders))
     print("\n".join(table(scores)))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(scores, indent=2) + "\n")
@@ -295,9 +284,7 @@ def _add_score_renders(subparsers: Subparsers) -> None:
         "score-renders", help="runs calibrated on validation, scored on validation renders (scanner photos)"
     )
     p.add_argument("--run", required=True)
-    p.add_argument("--ensemble-with", nargs="+", default=[], metavar="RUN")
-    p.add_argument("--unsure-with", nargs="+", default=[], metavar="RUN")
-    p.add_argument("--flip-below", type=float, default=None, metavar="P")
+    _add_ensemble_options(p)
     p.add_argument(
         "--renders", default="data/renders-validation.npz", help="`python -m bench renders --renders-split validation`"
     )
@@ -373,15 +360,8 @@ def _add_unfamiliar(subparsers: Subparsers) -> None:
     p.set_defaults(func=cmd_unfamiliar)
 
 
-def _add_calibrate(subparsers: Subparsers) -> None:
-    p = subparsers.add_parser("calibrate", help="temperature, ECE and the review threshold for a run")
-    p.add_argument("--run", required=True)
-    p.add_argument("--out", default=None, help="directory for the calibration figures (default: the run)")
-    p.add_argument(
-        "--tta-flip",
-        action="store_true",
-        help="serve the average of the image and its mirror (export follows calibration.json)",
-    )
+def _add_ensemble_options(p: argparse.ArgumentParser) -> None:
+    """How --run is served with others: calibrate's options, which score-renders takes too."""
     p.add_argument(
         "--flip-below",
         type=float,
@@ -405,6 +385,29 @@ def _add_calibrate(subparsers: Subparsers) -> None:
         help="with --flip-below: these runs join the mean, on both views, for the images below P only "
         "(a second look that costs little, since few images are unsure)",
     )
+
+
+def _ensemble_of(args: argparse.Namespace) -> Ensemble[Path]:
+    from training.ensemble import Ensemble
+
+    return Ensemble(
+        members=(Path(args.run), *map(Path, args.ensemble_with)),
+        unsure_members=tuple(map(Path, args.unsure_with)),
+        tta_flip=getattr(args, "tta_flip", False),
+        flip_below=args.flip_below,
+    )
+
+
+def _add_calibrate(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("calibrate", help="temperature, ECE and the review threshold for a run")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", default=None, help="directory for the calibration figures (default: the run)")
+    p.add_argument(
+        "--tta-flip",
+        action="store_true",
+        help="serve the average of the image and its mirror (export follows calibration.json)",
+    )
+    _add_ensemble_options(p)
     p.add_argument(
         "--held-out-twin",
         default=None,
