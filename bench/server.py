@@ -46,6 +46,19 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
+def server_environment(env: dict[str, str] | None) -> tuple[dict[str, str], bool]:
+    """The server's environment, and whether its data directory was made for it (and is removed with it).
+
+    Each server keeps its decisions in a directory of its own unless ``env`` says where: never the
+    repo's data/, and never a directory this process's environment names for something else (a test
+    session's default, an operator's real log), which would hand one server another's review queue."""
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    own_data_dir = "SORTER_DATA_DIR" not in (env or {})
+    if own_data_dir:
+        environment["SORTER_DATA_DIR"] = tempfile.mkdtemp(prefix="garment-sorter-data-")
+    return environment, own_data_dir
+
+
 def start_server(
     env: dict[str, str] | None = None, timeout_s: float = 180.0, nice: int = 0, wait_for: str = "/readyz"
 ) -> Server:
@@ -56,11 +69,7 @@ def start_server(
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if nice:
         command = ["nice", "-n", str(nice), *command]
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    # Each server keeps its decisions in a directory of its own unless told where (never the repo's data/).
-    own_data_dir = "SORTER_DATA_DIR" not in environment
-    if own_data_dir:
-        environment["SORTER_DATA_DIR"] = tempfile.mkdtemp(prefix="garment-sorter-data-")
+    environment, own_data_dir = server_environment(env)
     with open(log_name, "wb") as log_file:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             command,
