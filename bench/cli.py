@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--split",
         choices=("test", "validation"),
         default="test",
-        help="`scanner`: render test images (the report) or validation images (to tune on; writes nothing)",
+        help=(
+            "`scanner`: render test images (the report) or validation images (to tune on: writes only the"
+            " review thresholds of docs/bench/scanner-thresholds.json; run it with a model that held them out)"
+        ),
     )
     p.add_argument(
         "--renders-split",

@@ -10,7 +10,9 @@ is where the dataset image is not black. Nothing here knows how the service segm
 Every photo goes through the service's own preprocessing, model and sorting policy (in process,
 no HTTP: the figures are about what is decided, not how fast). Per condition: top-1, season
 accuracy, review share and wrong bin without review (the costliest failure). Empty belts have no
-garment: every one of them should go to review.
+garment: every one of them should go to review. A run on validation images (``--split validation``,
+with a model that held them out) chooses review thresholds that keep the wrong bin under targets in
+every condition, and the test run reports what they cost (bench/operating.py).
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from bench import operating
 from bench.photos import load_test_set
 from bench.server import REPO
 from contract.classes import CLASS_NAMES, NUM_CLASSES
+from contract.metadata import METADATA_FILE
 from contract.seasons import default_season_of_class
+from contract.versions import latest
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -360,12 +365,15 @@ def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
     from app.config import load_settings
     from app.inference.tensorflow_model import load_tensorflow_model
     from app.policy import load_policy_for
-    from app.reasons import before_policy
+    from app.reasons import Reason, before_policy
 
     settings = load_settings()
     model = load_tensorflow_model(settings.resolved_model_dir(), 256, settings.intra_op_threads, 1, settings.precision)
     policy = load_policy_for(settings, model.class_names, model.review_threshold)
+    metadata = json.loads((latest(settings.resolved_model_dir()) / METADATA_FILE).read_text())
     split = getattr(args, "split", "test")
+    if split != "test":
+        operating.check_held_out(metadata)
     images, labels = load_split(split)
     chosen = stratified(labels, args.per_class)
     season_of = default_season_of_class()
@@ -377,6 +385,7 @@ def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
         "split": split,
     }
     table = {}
+    outcomes: dict[str, operating.Outcomes] = {}  # garment conditions: the review threshold's effect
     with ProcessPoolExecutor(args.workers) as pool:
         for number, condition in enumerate(CONDITIONS):
             jobs = [(split, condition, int(i), 1000 * number + int(i)) for i in chosen]
@@ -393,6 +402,12 @@ def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
             review = np.array([d.needs_review for d in decisions]) | refused
             reasons = Counter(str(r) for d in decisions for r in d.reasons)
             season_ok = np.array([d.season for d in decisions]) == true_season
+            if condition != EMPTY:
+                outcomes[condition] = operating.Outcomes(
+                    mass=np.array([d.season_mass for d in decisions]),
+                    season_ok=season_ok,
+                    held=refused | np.array([any(r != Reason.LOW_CONFIDENCE for r in d.reasons) for d in decisions]),
+                )
             top1 = probabilities.argmax(axis=1) == labels[chosen]
             # Whether a reason earns its keep: how often the model was right on what it sent away.
             top1_when_flagged = {
@@ -416,12 +431,36 @@ def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
                 + str({k: round(v, 2) for k, v in top1_when_flagged.items()}),
                 flush=True,
             )
-            if split == "test":  # validation runs are for tuning: they publish nothing
+            if split == "test":  # validation runs are for tuning: no samples, no report
                 _save_sample(
                     SAMPLES_DIR, number, condition, images[chosen[number]], seed=1000 * number + int(chosen[number])
                 )
     results["conditions"] = table
+    _operating_points(results, outcomes, metadata, policy.review_threshold)
     return results
+
+
+def _operating_points(
+    results: dict[str, Any], outcomes: dict[str, operating.Outcomes], metadata: dict[str, Any], shipped: float
+) -> None:
+    """A test run reports the thresholds a validation run chose (bench/operating.py); a validation
+    run chooses them, and that file is all it writes."""
+    if results["split"] == "test":
+        thresholds = operating.read_chosen(THRESHOLDS_JSON, results["model"], metadata)
+        if thresholds is not None:
+            results["operating_points"] = operating.report(outcomes, thresholds, shipped)
+            results["operating_chosen_on"] = thresholds["chosen_on"]
+        return
+    thresholds = operating.choose(outcomes, results["model"], metadata, results["per_class"])
+    THRESHOLDS_JSON.write_text(json.dumps(thresholds, indent=2) + "\n")
+    for point in operating.report(outcomes, thresholds, shipped):
+        worst_wrong = max(row["wrong_bin_share"] for row in point["conditions"].values())
+        worst_review = max(row["review_share"] for row in point["conditions"].values())
+        print(
+            f"threshold {point['threshold']:.4f} (target {point['target']}): worst wrong bin {worst_wrong:.4f},"
+            f" worst review {worst_review:.3f}",
+            flush=True,
+        )
 
 
 def _save_sample(out_dir: Path, number: int, condition: str, image: np.ndarray, seed: int) -> None:
@@ -491,6 +530,13 @@ def write_report(results: dict[str, Any], samples: list[str], path: Path) -> Non
         "",
         *reasons_table(results),
         "",
+        *(
+            [*operating.table(results["operating_points"], results["operating_chosen_on"]), ""]
+            if "operating_points" in results
+            else []
+        ),
+        "## Samples",
+        "",
         "Each sample: the photo, and the 28x28 image the model saw.",
         "",
         *[f"![{condition}]({sample})" for condition, sample in zip(results["conditions"], samples, strict=True)],
@@ -516,4 +562,5 @@ def bench_scanner(args: argparse.Namespace) -> dict[str, Any]:
 
 SCANNER_DOC = REPO / "docs" / "scanner.md"
 SCANNER_JSON = REPO / "docs" / "bench" / "scanner.json"
+THRESHOLDS_JSON = REPO / "docs" / "bench" / "scanner-thresholds.json"  # chosen on validation renders
 SAMPLES_DIR = REPO / "docs" / "bench" / "scanner"
