@@ -68,7 +68,7 @@ def choose(outcomes: dict[str, Outcomes], model: str, metadata: dict[str, Any], 
     return {
         "model": model,
         "runs": member_runs(metadata),
-        "chosen_on": f"validation renders, {per_class} images per class per condition",
+        "chosen_on": f"{per_class} validation renders per class and condition, scored by {model}",
         "thresholds": [{"target": target, "threshold": lowest_threshold(outcomes, target)} for target in TARGETS],
     }
 
@@ -96,9 +96,9 @@ def table(points: list[dict[str, Any]], chosen_on: str) -> list[str]:
         (
             "The review threshold trades review for wrong bins. The first row is the shipped threshold"
             " (the model's metadata, chosen on clean validation images); the others are the lowest"
-            " thresholds that kept the wrong bin without review at or under a target in every garment"
-            f" condition on {chosen_on} (`python -m bench scanner --split validation`), never chosen on"
-            " these test photos. Set one with `SORTER_REVIEW_THRESHOLD`."
+            " thresholds (chosen by `python -m bench scanner --split validation`, never on these test"
+            " photos) that kept the wrong bin without review at or under a target in every garment"
+            f" condition on {chosen_on}. Set one with `SORTER_REVIEW_THRESHOLD`."
         ),
         "",
         (
@@ -109,7 +109,7 @@ def table(points: list[dict[str, Any]], chosen_on: str) -> list[str]:
     ]
     for point in points:
         conditions = point["conditions"]
-        control = next(iter(conditions.values()))
+        control = next(iter(conditions.values()))  # bench.scanner's first condition
         worst_review = max(conditions.items(), key=lambda item: item[1]["review_share"])
         worst_wrong = max(conditions.items(), key=lambda item: item[1]["wrong_bin_share"])
         over = sum(row["wrong_bin_share"] > 0.01 for row in conditions.values())
