@@ -368,7 +368,7 @@ def _add_ensemble_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="P",
         help="average in the mirror image only where the top-class probability (uncalibrated) is "
-        "below P: most of --tta-flip's gain at a fraction of its cost",
+        "below P: most of mirroring every image's gain at a fraction of its cost",
     )
     p.add_argument(
         "--ensemble-with",
