@@ -36,9 +36,7 @@ from bench import operating
 from bench.photos import load_test_set
 from bench.server import REPO
 from contract.classes import CLASS_NAMES, NUM_CLASSES
-from contract.metadata import METADATA_FILE
 from contract.seasons import default_season_of_class
-from contract.versions import latest
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -370,7 +368,7 @@ def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings()
     model = load_tensorflow_model(settings.resolved_model_dir(), 256, settings.intra_op_threads, 1, settings.precision)
     policy = load_policy_for(settings, model.class_names, model.review_threshold)
-    metadata = json.loads((latest(settings.resolved_model_dir()) / METADATA_FILE).read_text())
+    metadata = model.metadata.model_dump()  # as the loader validated it, extra fields included
     split = getattr(args, "split", "test")
     if split != "test":
         operating.check_held_out(metadata)

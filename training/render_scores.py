@@ -20,19 +20,17 @@ from contract.renders import read_render_set
 from training import data
 from training.calibrate import fit_temperature, softmax
 from training.ensemble import Ensemble, predict_logits
-from training.sorting import bin_decisions, choose_review_threshold, true_seasons
+from training.sorting import choose_review_threshold, sorting_figures
 from training.train import load_best
 
 
 def sorting_of(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """Top-1, review share (bin confidence below the threshold) and wrong bin without review."""
-    predicted, confidence = bin_decisions(probabilities)
-    review = confidence < threshold
-    wrong_bin = (predicted != true_seasons(labels)) & ~review
+    sorting = sorting_figures(probabilities, labels, threshold)
     return {
         "top1": float(np.mean(probabilities.argmax(axis=1) == labels)),
-        "review_share": float(review.mean()),
-        "wrong_bin_share": float(wrong_bin.mean()),
+        "review_share": sorting["review_share"],
+        "wrong_bin_share": sorting["wrong_bin_rate"],
         "images": len(labels),
     }
 
