@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 EXIT_STARTUP_FAILURE = 3
-APP_COMMANDS = {"serve", "classify", "dataset"}
+APP_COMMANDS = {"serve", "classify", "dataset", "review-threshold"}
 PLUGIN_GROUP = "garment_sorter.commands"
 
 
@@ -145,6 +145,33 @@ def cmd_dataset_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review_threshold(args: argparse.Namespace) -> int:
+    from app.records import threshold
+    from app.records.database import connect, migrate
+
+    settings = _settings(log_level="warning")
+    engine = connect(settings.resolved_database_url())
+    try:
+        migrate(engine)  # an older database gets the season_confidence column (null on its old rows)
+        since = None if args.since is None else dt.datetime.combine(args.since, dt.time(), tzinfo=dt.UTC)
+        outcomes = threshold.read_outcomes(engine, args.model_version, since)
+    except LookupError as exc:
+        print(f"garment-sorter: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        engine.dispose()
+    found = threshold.report(outcomes, tuple(args.target or [threshold.DEFAULT_TARGET]))
+    print(json.dumps(found, indent=2) if args.json else "\n".join(threshold.lines(found)))
+    return 0
+
+
+def _share_of_items(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 (0.01 = 1 %), got {text!r}")
+    return value
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -211,6 +238,22 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
     p.add_argument("--since", type=_date, required=True, help="reviews from this date on (YYYY-MM-DD, UTC)")
     p.add_argument("--out", required=True, help="a directory that does not exist yet")
     p.set_defaults(func=cmd_dataset_export)
+
+    p = sub.add_parser(
+        "review-threshold",
+        help="review share and wrong bins by review threshold on this warehouse's reviewed and audited items,"
+        " and the lowest threshold for a wrong-bin target (docs/decisions.md)",
+    )
+    p.add_argument("--model-version", type=int, default=None, help="default: the newest decision's")
+    p.add_argument("--since", type=_date, default=None, help="decisions from this date on (YYYY-MM-DD, UTC)")
+    p.add_argument(
+        "--target",
+        type=_share_of_items,
+        action="append",
+        help="wrong bin without review, as a share of all items (repeatable; default 0.01)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_review_threshold)
 
     if with_plugins:
         for plugin in _plugins():

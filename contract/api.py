@@ -64,6 +64,7 @@ CLASSIFY_EXAMPLE: dict[str, Any] = {
         {"class_id": 5, "label": "Sandal", "probability": 0.003},
     ],
     "season": "winter",
+    "season_confidence": 0.994,
     "bin": "BIN-W",
     "zone": "reserve",
     "needs_review": False,
@@ -85,6 +86,12 @@ class ClassifyResponse(BaseModel):
     confidence: float = Field(ge=0, le=1, description="Calibrated probability of the label")
     top_k: list[ClassScore] = Field(description="The k most probable classes, most probable first")
     season: str = Field(description="Season with the largest probability mass")
+    season_confidence: float = Field(
+        ge=0,
+        le=1,
+        description="That season's probability mass (the sum of its classes' probabilities): under the "
+        "review threshold, the item needs review for low_confidence",
+    )
     bin: str = Field(description="Storage bin code; the review bin when needs_review")
     zone: Literal["forward", "reserve"] = Field(description="forward: in season now (or all-season)")
     needs_review: bool = Field(description="Goes to the review bin: true exactly when review_reasons is not empty")

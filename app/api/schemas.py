@@ -149,6 +149,7 @@ class DecisionRecord(BaseModel):
     confidence: float
     top_k: list[ClassScore]
     season: str
+    season_confidence: float | None = Field(description="Null on decisions recorded before it was kept")
     bin: str
     zone: Literal["forward", "reserve"]
     needs_review: bool

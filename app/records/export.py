@@ -13,21 +13,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, select
 
 from app.records.photos import PhotoStore, media_type
-from app.records.schema import decisions, reviews
+from app.records.queries import verdicts
+from app.records.schema import decisions
 from contract.classes import CLASS_NAMES
 from contract.warehouse import FORMAT, ITEM_COLUMNS, ITEMS, MANIFEST, ORIGINALS_DIR, SEEN_DIR
 
 
 def _reviewed_since(engine: Engine, since: dt.datetime) -> list[Any]:
     """Each decision's latest review (the verdict), reviewed at or after ``since``, oldest decision first."""
-    latest = (
-        select(reviews.c.decision_id, func.max(reviews.c.sequence).label("sequence"))
-        .group_by(reviews.c.decision_id)
-        .subquery()
-    )
+    verdict = verdicts()
     query = (
         select(
             decisions.c.decision_id,
@@ -36,12 +33,11 @@ def _reviewed_since(engine: Engine, since: dt.datetime) -> list[Any]:
             decisions.c.label.label("model_label"),
             decisions.c.audit,
             decisions.c.photo_sha256,
-            reviews.c.class_id,
-            reviews.c.created_at.label("reviewed_at"),
+            verdict.c.class_id,
+            verdict.c.created_at.label("reviewed_at"),
         )
-        .join(reviews, reviews.c.decision_id == decisions.c.decision_id)
-        .join(latest, and_(latest.c.decision_id == reviews.c.decision_id, latest.c.sequence == reviews.c.sequence))
-        .where(reviews.c.created_at >= since)
+        .join(verdict, verdict.c.decision_id == decisions.c.decision_id)
+        .where(verdict.c.created_at >= since)
         .order_by(decisions.c.decision_id)
     )
     with engine.connect() as connection:

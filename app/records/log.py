@@ -196,7 +196,7 @@ class DecisionLog:
         """Replay the spool in order if the database is back (at most one attempt per retry_s)."""
         if time.monotonic() < self._next_attempt or not self._connect():
             return
-        rows = self.spool.read()
+        rows = [_with_every_column(row) for row in self.spool.read()]
         try:
             for start in range(0, len(rows), REPLAY_CHUNK_ROWS):
                 self._insert(rows[start : start + REPLAY_CHUNK_ROWS])
@@ -211,6 +211,12 @@ class DecisionLog:
         assert self.engine is not None
         with self.engine.begin() as connection:
             connection.execute(_insert_once(self.engine.dialect.name), rows)
+
+
+def _with_every_column(row: dict[str, Any]) -> dict[str, Any]:
+    """A record spooled by an older release lacks the columns added since (all nullable); one
+    executemany needs the same keys in every row, so they are filled with null."""
+    return {**{column.name: None for column in decisions.columns if column.nullable}, **row}
 
 
 def _insert_once(dialect: str) -> Insert:

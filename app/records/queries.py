@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, exists, func, not_, select
+from sqlalchemy import Engine, Row, Subquery, and_, exists, func, not_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.records.schema import decisions, reviews, shadow_decisions
@@ -76,6 +76,20 @@ def decisions_for_item(engine: Engine, item_id: str, limit: int) -> list[dict[st
         rows = list(connection.execute(query))
         found = _reviews_for(connection, [row.decision_id for row in rows])
         return [_decision(row, found[row.decision_id]) for row in rows]
+
+
+def verdicts() -> Subquery:
+    """Each reviewed decision's latest review, its verdict (a correction wins over what it corrects)."""
+    latest = (
+        select(reviews.c.decision_id, func.max(reviews.c.sequence).label("sequence"))
+        .group_by(reviews.c.decision_id)
+        .subquery()
+    )
+    return (
+        select(reviews)
+        .join(latest, and_(latest.c.decision_id == reviews.c.decision_id, latest.c.sequence == reviews.c.sequence))
+        .subquery()
+    )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ def decision_row(
         "confidence": answer["confidence"],
         "top_k": answer["top_k"],
         "season": answer["season"],
+        "season_confidence": answer["season_confidence"],
         "bin": answer["bin"],
         "zone": answer["zone"],
         "needs_review": answer["needs_review"],

@@ -40,6 +40,7 @@ decisions = Table(
     Column("confidence", Float, nullable=False),
     Column("top_k", JSON, nullable=False),
     Column("season", String(32), nullable=False),
+    Column("season_confidence", Float, nullable=True),  # null on decisions recorded before migration 0004
     Column("bin", String(64), nullable=False),
     Column("zone", String(16), nullable=False),
     Column("needs_review", Boolean, nullable=False),

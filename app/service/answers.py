@@ -75,6 +75,7 @@ def build_answer(
         "confidence": probabilities[class_id],
         "top_k": [{"class_id": c, "label": names[c], "probability": probabilities[c]} for c in row.class_order[:top_k]],
         "season": decision.season,
+        "season_confidence": decision.season_mass,
         "bin": decision.bin,
         "zone": decision.zone,
         "needs_review": decision.needs_review,

@@ -27,6 +27,7 @@ RESULT_FIELDS = {
     "confidence",
     "top_k",
     "season",
+    "season_confidence",
     "bin",
     "zone",
     "needs_review",
@@ -69,6 +70,7 @@ def expected_result(tf_model, policy, image: np.ndarray, on: dt.date, top_k: int
             for c in order
         ],
         "season": decision.season,
+        "season_confidence": pytest.approx(decision.season_mass, abs=1e-6),
         "bin": decision.bin,
         "zone": decision.zone,
         "needs_review": decision.needs_review,

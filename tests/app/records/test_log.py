@@ -35,6 +35,7 @@ def row(item_id: str | None = None, created_at: dt.datetime | None = None) -> di
         "confidence": 0.98,
         "top_k": [{"class_id": 9, "label": "Ankle boot", "probability": 0.98}],
         "season": "winter",
+        "season_confidence": 0.99,
         "bin": "BIN-W",
         "zone": "reserve",
         "needs_review": False,
@@ -111,6 +112,22 @@ def test_a_spool_left_by_a_crash_is_replayed_at_start_and_nothing_twice(tmp_path
     assert stored_ids(url) == sorted(r["decision_id"] for r in [*spooled, fresh])
     assert Spool(tmp_path / "spool.jsonl").pending == 0
     assert sample(metrics, "garment_sorter_decisions_replayed_total") == 3
+
+
+def test_a_spool_written_before_season_confidence_was_kept_replays_with_null(tmp_path):
+    url = f"sqlite:///{tmp_path / 'decisions.db'}"
+    older = {k: v for k, v in row("spooled by the previous release").items() if k != "season_confidence"}
+    newer = row("spooled by this one")
+    Spool(tmp_path / "spool.jsonl").append([older, newer])
+    log = DecisionLog(url, tmp_path / "spool.jsonl", Metrics())
+    log.start()
+    log.stop(5)
+    engine = connect(url)
+    with engine.connect() as connection:
+        stored = dict(connection.execute(select(decisions.c.item_id, decisions.c.season_confidence)).all())
+    engine.dispose()
+    assert stored == {older["item_id"]: None, newer["item_id"]: 0.99}
+    assert Spool(tmp_path / "spool.jsonl").pending == 0
 
 
 @needs_postgresql
