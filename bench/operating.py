@@ -98,7 +98,9 @@ def table(points: list[dict[str, Any]], chosen_on: str) -> list[str]:
             " (the model's metadata, chosen on clean validation images); the others are the lowest"
             " thresholds (chosen by `python -m bench scanner --split validation`, never on these test"
             " photos) that kept the wrong bin without review at or under a target in every garment"
-            f" condition on {chosen_on}. Set one with `SORTER_REVIEW_THRESHOLD`."
+            f" condition on {chosen_on}. Set one with `SORTER_REVIEW_THRESHOLD`; on a running line,"
+            " `garment-sorter review-threshold` measures the same trade on the warehouse's own reviewed"
+            " items ([decisions.md](decisions.md#choosing-the-review-threshold))."
         ),
         "",
         (
