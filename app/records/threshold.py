@@ -232,7 +232,7 @@ def lines(found: dict[str, Any]) -> list[str]:
             f" ({strata['low_confidence']['wrong']:,} would have been in the wrong bin)"
         ),
         "",
-        "threshold   review   wrong bin   wrong bin (95 % bound)",
+        f"{'threshold':<17} {'review':>8} {'wrong bin':>11} {'wrong bin (95 % bound)':>24}",
     ]
     for point in found["curve"]:
         mark = " (in force)" if point["threshold"] == found["in_force"] else ""
