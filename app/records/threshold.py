@@ -28,7 +28,7 @@ from app.records.queries import verdicts
 from app.records.schema import decisions
 
 Z_ONE_SIDED_95 = 1.6448536269514722
-DEFAULT_TARGET = 0.01  # wrong bin without review, of all items: the issue's goal
+DEFAULT_TARGET = 0.01  # wrong bin without review, of all items: what the model's own threshold was chosen for
 STRATA = ("sorted", "low_confidence")  # auto-sorted items (audited), REVIEW for low confidence alone
 
 
@@ -107,8 +107,8 @@ def at(outcomes: Outcomes, threshold: float) -> Point:
 def lowest_threshold(outcomes: Outcomes, target: float, *, bound: bool) -> Point | None:
     """The least review whose wrong-bin share (its upper bound, with ``bound``) is at most
     ``target``; None when no threshold reaches it on these verdicts. Candidates are the season
-    confidences on record (between two of them nothing changes) and 1.0, above every one of them
-    but a certain season's."""
+    confidences on record (between two of them nothing changes) and 1.0 (everything to review but
+    the items whose season is certain)."""
     candidates = np.unique(np.concatenate([*(s.confidence for s in outcomes.strata.values()), [1.0]]))
     for point in curve(outcomes, candidates):  # ascending: the first that meets the target reviews the least
         share = point.wrong_bin_upper if bound else point.wrong_bin_share
