@@ -84,7 +84,8 @@ def bench_renders(args: argparse.Namespace) -> dict[str, Any]:
         "out": str(out),
         "split": split,
         "images": len(made.labels),
-        "dropped": args.renders_count - len(made.labels),
+        # rendered but left out (no garment found, or refused); a count past the split's size is not
+        "dropped": min(args.renders_count, len(_split(split)[1])) - len(made.labels),
     }
     print(summary, flush=True)
     return summary
