@@ -55,6 +55,7 @@ def test_a_review_item_waits_with_its_photo_until_a_person_decides(logged, test_
     waiting = queue.items[0]
     assert (waiting.item_id, waiting.label, waiting.bin, waiting.audit) == ("SKU-7", answer["label"], "REVIEW", False)
     assert waiting.top_k[0].probability == answer["top_k"][0]["probability"] and waiting.reviews == []
+    assert waiting.season_confidence == answer["season_confidence"]  # what review-threshold reads back
 
     original = logged.get(f"/v1/decisions/{answer['decision_id']}/photo")
     assert original.status_code == 200 and original.content == photo
