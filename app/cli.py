@@ -154,7 +154,7 @@ def cmd_review_threshold(args: argparse.Namespace) -> int:
     try:
         migrate(engine)  # an older database gets the season_confidence column (null on its old rows)
         since = None if args.since is None else dt.datetime.combine(args.since, dt.time(), tzinfo=dt.UTC)
-        outcomes = threshold.read_outcomes(engine, args.model_version, since)
+        outcomes = threshold.read_outcomes(engine, args.model_version, since, args.candidate)
     except LookupError as exc:
         print(f"garment-sorter: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -245,6 +245,13 @@ def build_parser(with_plugins: bool) -> argparse.ArgumentParser:
         " and the lowest threshold for a wrong-bin target (docs/decisions.md)",
     )
     p.add_argument("--model-version", type=int, default=None, help="default: the newest decision's")
+    p.add_argument(
+        "--candidate",
+        type=int,
+        default=None,
+        metavar="VERSION",
+        help="measure this shadow candidate's answers on the same decisions' verdicts, before promoting it",
+    )
     p.add_argument("--since", type=_date, default=None, help="decisions from this date on (YYYY-MM-DD, UTC)")
     p.add_argument(
         "--target",

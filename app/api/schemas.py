@@ -190,6 +190,8 @@ class ShadowAnswer(BaseModel):
     class_id: int
     label: str
     confidence: float
+    season: str | None = Field(description="The candidate's season (null on answers recorded before it was kept)")
+    season_confidence: float | None
     bin: str
     needs_review: bool
     review_reasons: list[Reason]

@@ -1,16 +1,18 @@
 """The review threshold measured on the warehouse's own items: what each threshold would have sent
 to review and how many items it would have put in the wrong bin, from the decision log's verdicts
-(`garment-sorter review-threshold`, docs/decisions.md#choosing-the-review-threshold).
+(`garment-sorter review-threshold`, docs/decisions.md#choosing-the-review-threshold), for the live
+model or for a shadow candidate before it is promoted.
 
 The model's threshold was chosen on clean validation images, the scanner benchmark's on its own
 renders; neither is this warehouse's line. The log holds, for each decision, the chosen season's
-confidence and the review reasons, and for the items people looked at, the true class. An item is
-sorted without review at threshold t exactly when it has no reason but, possibly, low_confidence and
-its season confidence is at least t. Such items come from two strata, each with its own sample of
-verdicts: the items that were sorted (the audit sample, a random draw) and those that went to review
-for low confidence alone (the ones reviewed so far). The wrong share of each stratum above t is
-estimated from its verdicts above t and applied to the stratum's full count above t, which the log
-knows exactly; so is the review share. The bound is a one-sided Wilson upper bound per stratum.
+confidence and the review reasons (and the same for a shadow candidate's answer), and for the items
+people looked at, the true class. An item is sorted without review at threshold t exactly when it
+has no reason but, possibly, low_confidence and its season confidence is at least t. The verdicts
+come from two strata of the live decisions, each its own random sample: the items the live model
+sorted (the audit sample) and those it sent to review (the ones reviewed so far). The wrong share
+of each stratum above t is estimated from its verdicts above t and applied to the stratum's full
+count above t, which the log knows exactly; so is the review share. The bound is a one-sided Wilson
+upper bound per stratum.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from sqlalchemy import Engine, select
 
 from app.reasons import Reason
 from app.records.queries import verdicts
-from app.records.schema import decisions
+from app.records.schema import decisions, shadow_decisions
 
 Z_ONE_SIDED_95 = 1.6448536269514722
 DEFAULT_TARGET = 0.01  # wrong bin without review, of all items: what the model's own threshold was chosen for
-STRATA = ("sorted", "low_confidence")  # auto-sorted items (audited), REVIEW for low confidence alone
+STRATA = ("sorted", "review")  # what the live model did: sorted (verdicts: the audit sample), or sent to review
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,15 @@ class Stratum:
 
 @dataclass(frozen=True)
 class Outcomes:
-    """One model version's decisions as the threshold sees them."""
+    """One live version's decisions as the threshold sees them, answered by that version or by a
+    shadow candidate; each stratum holds the items that can be sorted (no reason but low_confidence)."""
 
     model_version: int
+    candidate_version: int | None  # the shadow candidate whose answers are measured; None: the live ones
     decisions: int  # with a season confidence; each counts in the review share
     without_confidence: int  # recorded before season_confidence was kept: left out
     strata: dict[str, Stratum]
-    latest_threshold: float | None  # the threshold of the newest decision
+    latest_threshold: float | None  # the live threshold of the newest decision (None for a candidate)
 
 
 @dataclass(frozen=True)
@@ -117,9 +121,15 @@ def lowest_threshold(outcomes: Outcomes, target: float, *, bound: bool) -> Point
     return None
 
 
-def read_outcomes(engine: Engine, model_version: int | None = None, since: dt.datetime | None = None) -> Outcomes:
+def read_outcomes(
+    engine: Engine,
+    model_version: int | None = None,
+    since: dt.datetime | None = None,
+    candidate_version: int | None = None,
+) -> Outcomes:
     """The decisions of ``model_version`` (default: the newest decision's) made at or after
-    ``since``, each with its latest verdict, if any."""
+    ``since``, each with its latest verdict, if any; with ``candidate_version``, only those the
+    shadow candidate answered too, measured by its answers."""
     with engine.connect() as connection:
         if model_version is None:
             model_version = connection.execute(
@@ -128,29 +138,38 @@ def read_outcomes(engine: Engine, model_version: int | None = None, since: dt.da
             if model_version is None:
                 raise LookupError("the decision log holds no decisions")
         verdict = verdicts()
+        answered: Any = decisions if candidate_version is None else shadow_decisions
         query = (
             select(
-                decisions.c.season_confidence,
                 decisions.c.needs_review,
-                decisions.c.review_reasons,
                 decisions.c.audit,
-                decisions.c.season,
                 decisions.c.review_threshold,
+                answered.c.season_confidence,
+                answered.c.review_reasons,
+                answered.c.season,
                 verdict.c.season.label("true_season"),
             )
             .outerjoin(verdict, verdict.c.decision_id == decisions.c.decision_id)
             .where(decisions.c.model_version == model_version)
             .order_by(decisions.c.decision_id)
         )
+        if candidate_version is not None:
+            query = query.join(
+                shadow_decisions,
+                (shadow_decisions.c.decision_id == decisions.c.decision_id)
+                & (shadow_decisions.c.candidate_version == candidate_version),
+            )
         if since is not None:
             query = query.where(decisions.c.created_at >= since)
         rows = list(connection.execute(query))
-    return outcomes_of(model_version, rows)
+    if candidate_version is not None and not rows:
+        raise LookupError(f"no answers of shadow candidate {candidate_version} beside model {model_version}'s")
+    return outcomes_of(model_version, candidate_version, rows)
 
 
-def outcomes_of(model_version: int, rows: list[Any]) -> Outcomes:
-    """Sort the rows (oldest first) into the strata; review items with any other reason stay in
-    review whatever the threshold and count only in the review share."""
+def outcomes_of(model_version: int, candidate_version: int | None, rows: list[Any]) -> Outcomes:
+    """Sort the rows (oldest first) into the strata; items with any reason but low_confidence stay
+    in review whatever the threshold and count only in the review share."""
     collected: dict[str, tuple[list[float], list[float], list[bool]]] = {name: ([], [], []) for name in STRATA}
     counted = without = 0
     for row in rows:
@@ -158,25 +177,24 @@ def outcomes_of(model_version: int, rows: list[Any]) -> Outcomes:
             without += 1
             continue
         counted += 1
-        if not row.needs_review:
-            name = "sorted"
-        elif list(row.review_reasons) == [str(Reason.LOW_CONFIDENCE)]:
-            name = "low_confidence"
-        else:
+        if set(row.review_reasons) - {str(Reason.LOW_CONFIDENCE)}:
             continue
+        name = "review" if row.needs_review else "sorted"
         confidence, verdict_confidence, verdict_wrong = collected[name]
         confidence.append(row.season_confidence)
         # A sorted item reviewed outside the audit sample was picked for a reason (a complaint, a
         # spot check of a suspect bin): only the random draw speaks for the stratum.
-        if row.true_season is not None and (row.audit or name == "low_confidence"):
+        if row.true_season is not None and (row.audit or name == "review"):
             verdict_confidence.append(row.season_confidence)
             verdict_wrong.append(row.true_season != row.season)
     strata = {
         name: Stratum(np.array(c, dtype=np.float64), np.array(vc, dtype=np.float64), np.array(vw, dtype=bool))
         for name, (c, vc, vw) in collected.items()
     }
-    latest = next((row.review_threshold for row in reversed(rows) if row.season_confidence is not None), None)
-    return Outcomes(model_version, counted, without, strata, latest)
+    latest = None
+    if candidate_version is None:
+        latest = next((row.review_threshold for row in reversed(rows) if row.season_confidence is not None), None)
+    return Outcomes(model_version, candidate_version, counted, without, strata, latest)
 
 
 GRID = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)  # thresholds shown beside the chosen ones
@@ -195,6 +213,7 @@ def report(outcomes: Outcomes, targets: tuple[float, ...]) -> dict[str, Any]:
     shown = {*GRID, *([] if outcomes.latest_threshold is None else [outcomes.latest_threshold])}
     return {
         "model_version": outcomes.model_version,
+        "candidate_version": outcomes.candidate_version,
         "decisions": outcomes.decisions,
         "without_confidence": outcomes.without_confidence,
         "strata": {
@@ -218,18 +237,18 @@ def _point(point: Point | None) -> dict[str, Any] | None:
 def lines(found: dict[str, Any]) -> list[str]:
     """The report as text."""
     strata = found["strata"]
+    whose = f"model version {found['model_version']}"
+    if found["candidate_version"] is not None:
+        whose = f"shadow candidate {found['candidate_version']} on {whose}'s decisions"
+    left_out = found["without_confidence"]
     out = [
-        f"model version {found['model_version']}: {found['decisions']:,} decisions"
-        + (
-            f" ({found['without_confidence']:,} older ones without a season confidence left out)"
-            if found["without_confidence"]
-            else ""
-        ),
+        f"{whose}: {found['decisions']:,} decisions"
+        + (f" ({left_out:,} older ones without a season confidence left out)" if left_out else ""),
         (
-            f"verdicts: {strata['sorted']['verdicts']:,} of {strata['sorted']['items']:,} sorted items (audit sample,"
-            f" {strata['sorted']['wrong']:,} in the wrong bin); {strata['low_confidence']['verdicts']:,} of"
-            f" {strata['low_confidence']['items']:,} sent to review for low confidence alone"
-            f" ({strata['low_confidence']['wrong']:,} would have been in the wrong bin)"
+            f"that can be sorted, with verdicts: {strata['sorted']['verdicts']:,} of {strata['sorted']['items']:,}"
+            f" the live model sorted (its audit sample; {strata['sorted']['wrong']:,} in the wrong season),"
+            f" {strata['review']['verdicts']:,} of {strata['review']['items']:,} it sent to review"
+            f" ({strata['review']['wrong']:,} in the wrong season)"
         ),
         "",
         f"{'threshold':<17} {'review':>8} {'wrong bin':>11} {'wrong bin (95 % bound)':>24}",

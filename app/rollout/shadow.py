@@ -175,6 +175,8 @@ class Shadow:
                     "class_id": class_id,
                     "label": candidate.model.class_names[class_id],
                     "confidence": row.probabilities[class_id],
+                    "season": decision.season,
+                    "season_confidence": decision.season_mass,
                     "bin": decision.bin,
                     "needs_review": decision.needs_review,
                     "review_reasons": [str(reason) for reason in decision.reasons],

@@ -189,6 +189,7 @@ def test_promote_and_roll_back_under_load_canary_and_shadow(tmp_path):
         rows = connection.execute(
             "SELECT decision_id, class_id, agrees_on_class, agrees_on_bin FROM shadow_decisions"
         ).fetchall()
+        masses = dict(connection.execute("SELECT decision_id, season_confidence FROM shadow_decisions").fetchall())
     compared = sorted(image_of[decision_id] for decision_id, *_ in rows)
     dropped = sum(v for (name, _), v in samples.items() if name == "garment_sorter_shadow_dropped_total")
     # Copies run in the gaps between live requests; one that finds no gap within 2 s is dropped.
@@ -202,6 +203,8 @@ def test_promote_and_roll_back_under_load_canary_and_shadow(tmp_path):
     assert metric(samples, "garment_sorter_shadow_silent_bin_changes_total", candidate=str(other)) == direct["silent"]
     candidate_classes = {image_of[decision_id]: class_id for decision_id, class_id, *_ in rows}
     assert [candidate_classes[i] for i in compared] == direct["candidate_classes"]
+    candidate_masses = {image_of[decision_id]: mass for decision_id, mass in masses.items()}
+    assert [candidate_masses[i] for i in compared] == pytest.approx(direct["candidate_masses"], abs=1e-6)
     disagreeing = {decision_id for decision_id, _, same_class, same_bin in rows if not (same_class and same_bin)}
     assert {item["decision"]["decision_id"] for item in disagreements} == disagreeing
     assert all(item["shadow"]["candidate_version"] == other for item in disagreements)
@@ -228,4 +231,9 @@ def direct_comparison(live: int, candidate: int, images: np.ndarray, root: Path)
         same_class, same_bin = live_class == class_id, live_decision.bin == decision.bin
         counts[f"{str(same_class).lower()}/{str(same_bin).lower()}"] += 1
         silent += not decision.needs_review and not same_bin
-    return {"counts": counts, "silent": silent, "candidate_classes": [c for c, _ in decided[candidate]]}
+    return {
+        "counts": counts,
+        "silent": silent,
+        "candidate_classes": [c for c, _ in decided[candidate]],
+        "candidate_masses": [d.season_mass for _, d in decided[candidate]],
+    }

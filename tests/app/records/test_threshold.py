@@ -18,7 +18,7 @@ from test_log import row
 
 from app.records import queries, threshold
 from app.records.database import connect, migrate
-from app.records.schema import decisions
+from app.records.schema import decisions, shadow_decisions
 
 REPO = Path(__file__).resolve().parents[3]
 DAY = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
@@ -78,7 +78,44 @@ def build_log(url: str):
         queries.add_review(engine, verdict(made[name]["decision_id"], season), None)
     first = queries.add_review(engine, verdict(made["l8"]["decision_id"], "summer"), None)
     queries.add_review(engine, verdict(made["l8"]["decision_id"], "winter"), first.review["review_id"])
+    with engine.begin() as connection:
+        connection.execute(
+            shadow_decisions.insert(),
+            [shadow(made[name]["decision_id"], *answer) for name, answer in CANDIDATE_ANSWERS.items()],
+        )
     return engine
+
+
+# Shadow candidate 10's answers (season, its mass, reasons) beside some of model 9's decisions; it
+# answered none of s99, s995 and l9, and "old" before it kept the season.
+CANDIDATE_ANSWERS = {
+    "s95": ("summer", 0.9, ()),  # the audit verdict says summer: right where model 9 was wrong
+    "s96": ("winter", 0.97, ()),
+    "s97": ("winter", 0.6, ("low_confidence",)),  # audited winter: right
+    "s98": ("winter", 0.99, ()),  # its verdict is outside the audit draw
+    "l6": ("summer", 0.95, ()),  # reviewed summer: right
+    "l8": ("summer", 0.85, ()),  # corrected to winter: wrong
+    "u99": ("winter", 0.99, ()),  # model 9 found it unfamiliar, candidate 10 does not; reviewed summer: wrong
+    "old": (None, None, ()),
+}
+
+
+def shadow(decision_id: str, season: str | None, confidence: float | None, reasons: tuple[str, ...]) -> dict:
+    return {
+        "decision_id": decision_id,
+        "candidate_version": 10,
+        "created_at": DAY,
+        "class_id": 0,
+        "label": "T-shirt/top",
+        "confidence": 0.5,
+        "season": season,
+        "season_confidence": confidence,
+        "bin": "REVIEW" if reasons else "BIN-S",
+        "needs_review": bool(reasons),
+        "review_reasons": list(reasons),
+        "agrees_on_class": False,
+        "agrees_on_bin": False,
+    }
 
 
 @pytest.fixture
@@ -94,7 +131,7 @@ def test_strata_hold_the_random_verdicts_only(log):
     outcomes = threshold.read_outcomes(engine)
     assert (outcomes.model_version, outcomes.decisions, outcomes.without_confidence) == (9, 10, 1)
     assert outcomes.latest_threshold == 0.92
-    sorted_items, low = outcomes.strata["sorted"], outcomes.strata["low_confidence"]
+    sorted_items, low = outcomes.strata["sorted"], outcomes.strata["review"]
     assert sorted_items.confidence.tolist() == [0.95, 0.96, 0.97, 0.98, 0.99, 0.995]
     assert sorted_items.verdict_confidence.tolist() == [0.95, 0.97, 0.99]  # not 0.98: outside the audit draw
     assert sorted_items.verdict_wrong.tolist() == [True, False, False]
@@ -113,6 +150,23 @@ def test_shares_at_a_threshold_scale_each_strata_verdicts_to_its_count(log):
     unknown = threshold.at(outcomes, 0.85)  # the 0.9 item has no verdict at or above 0.85
     assert unknown.wrong_bin_share is None
     assert unknown.wrong_bin_upper == pytest.approx((6 * upper_1_of_3 + 1.0) / 10)
+
+
+def test_a_shadow_candidate_is_measured_by_its_own_answers_on_the_live_strata(log):
+    outcomes = threshold.read_outcomes(log[0], candidate_version=10)
+    assert (outcomes.model_version, outcomes.candidate_version) == (9, 10)
+    assert (outcomes.decisions, outcomes.without_confidence, outcomes.latest_threshold) == (7, 1, None)
+    sorted_items, review = outcomes.strata["sorted"], outcomes.strata["review"]
+    assert sorted_items.confidence.tolist() == [0.9, 0.97, 0.6, 0.99]
+    assert (sorted_items.verdict_confidence.tolist(), sorted_items.verdict_wrong.tolist()) == ([0.9, 0.6], [False] * 2)
+    assert review.confidence.tolist() == [0.95, 0.85, 0.99]
+    assert review.verdict_wrong.tolist() == [False, True, True]
+    # At 0.9: 3 sorted-stratum items (1 verdict, right) and 2 review-stratum ones (both judged, 1 wrong).
+    point = threshold.at(outcomes, 0.9)
+    assert (point.review_share, point.wrong_bin_share) == pytest.approx((2 / 7, 1 / 7))
+    assert threshold.at(outcomes, 0.96).wrong_bin_share is None  # 0.97 and 0.99 have no verdict at or above
+    with pytest.raises(LookupError):
+        threshold.read_outcomes(log[0], candidate_version=11)
 
 
 def test_wilson_bound_with_nothing_wrong_is_z2_over_n_plus_z2():
@@ -171,7 +225,7 @@ def test_the_command_reports_the_curve_and_the_chosen_thresholds(log):
     found = json.loads(done.stdout)
     assert found["strata"] == {
         "sorted": {"items": 6, "verdicts": 3, "wrong": 1},
-        "low_confidence": {"items": 3, "verdicts": 2, "wrong": 1},
+        "review": {"items": 3, "verdicts": 2, "wrong": 1},
     }
     in_force = next(p for p in found["curve"] if p["threshold"] == 0.92)
     assert (in_force["review_share"], in_force["wrong_bin_share"]) == pytest.approx((0.4, 0.2))
@@ -181,5 +235,8 @@ def test_the_command_reports_the_curve_and_the_chosen_thresholds(log):
     assert text.returncode == 0, text.stderr
     assert "0.9200 (in force)" in text.stdout
     assert "wrong bin <= 10.00 %: lowest threshold 0.9600 (review 50.00 %) on the estimate" in text.stdout
+    candidate = cli("--candidate", "10", url=url)
+    assert candidate.returncode == 0, candidate.stderr
+    assert candidate.stdout.startswith("shadow candidate 10 on model version 9's decisions: 7 decisions")
     refused = cli("--target", "1.5", url=url)
     assert refused.returncode == 2 and "expected a share between 0 and 1" in refused.stderr
