@@ -38,9 +38,9 @@ STRATA = ("sorted", "review")  # what the live model did: sorted (verdicts: the 
 class Stratum:
     """One stratum's items: every item's season confidence, and the verdicts known so far."""
 
-    confidence: np.ndarray  # float (N,): all items of the stratum
-    verdict_confidence: np.ndarray  # float (M,): the reviewed ones
-    verdict_wrong: np.ndarray  # bool (M,): the reviewer's season is not the one the decision chose
+    confidence: np.ndarray  # float (N,): the stratum's items that can be sorted
+    verdict_confidence: np.ndarray  # float (M,): those of them with a verdict that speaks for the stratum
+    verdict_wrong: np.ndarray  # bool (M,): the reviewer's season is not the one the measured answer chose
 
 
 @dataclass(frozen=True)
