@@ -52,13 +52,25 @@ def check(response: httpx.Response, tally: Counter[str]) -> None:
     tally[body["code"]] += 1
 
 
+def segment(text: str) -> str:
+    """``text`` as one path segment, dots too: httpx would resolve an id of "." or ".." away
+    (/v1/decisions/./review is /v1/decisions/review), and the server would never see it."""
+    return quote(text, safe="").replace(".", "%2E")
+
+
+def test_a_dot_decision_id_reaches_the_review_route(client: httpx.Client) -> None:
+    for dots in (".", ".."):
+        response = client.post(f"/v1/decisions/{segment(dots)}/review", json={"class_id": 1})
+        assert (response.status_code, response.json()["code"]) == (404, "decision_not_found")
+
+
 def test_any_verdict_body_is_a_clear_4xx(client: httpx.Client) -> None:
     tally: Counter[str] = Counter()
 
     @SETTINGS
     @given(body=json_values | verdicts, decision_id=st.text(min_size=1, max_size=40))
     def run(body: object, decision_id: str) -> None:
-        check(client.post(f"/v1/decisions/{quote(decision_id, safe='')}/review", json=body), tally)
+        check(client.post(f"/v1/decisions/{segment(decision_id)}/review", json=body), tally)
 
     @SETTINGS
     @given(raw=st.binary(max_size=200))
