@@ -22,7 +22,7 @@ from app.records.schema import decisions, shadow_decisions
 
 REPO = Path(__file__).resolve().parents[3]
 DAY = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
-SUMMER, WINTER = 0, 6  # class ids: T-shirt/top (summer), Shirt (all-season); the review rows say the season
+SUMMER, WINTER = 0, 2  # class ids: T-shirt/top (summer), Pullover (winter)
 Z = threshold.Z_ONE_SIDED_95
 
 
