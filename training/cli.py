@@ -264,7 +264,7 @@ def _add_compare(subparsers: Subparsers) -> None:
 def cmd_unpack(args: argparse.Namespace) -> int:
     from training.members import unpack
 
-    for run_dir in unpack(Path(args.version_dir), Path(args.out)):
+    for run_dir in unpack(Path(args.version_dir), Path(args.out) if args.out else None):
         print(run_dir)
     return 0
 
@@ -293,9 +293,15 @@ def _add_score_renders(subparsers: Subparsers) -> None:
 
 
 def _add_unpack(subparsers: Subparsers) -> None:
-    p = subparsers.add_parser("unpack", help="an exported version's networks as run directories (to fine-tune)")
+    p = subparsers.add_parser(
+        "unpack", help="an exported version's networks as run directories (to fine-tune, calibrate or export again)"
+    )
     p.add_argument("--version-dir", required=True, help="e.g. models/fashion-cnn/7")
-    p.add_argument("--out", required=True, help="writes OUT/member-<i>/ and OUT/unsure-<i>/")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="writes OUT/member-<i>/ and OUT/unsure-<i>/ (default: the run directories the version records)",
+    )
     p.set_defaults(func=cmd_unpack)
 
 

@@ -5,7 +5,9 @@ graph; the run directories behind a version are not kept in the tree. `garment-s
 recovers each network as a run directory that `garment-sorter train --init-from` accepts: the
 production architecture with its BatchNormalization layers set to the identity (gamma 1, beta the
 folded bias, mean 0, variance 1 - epsilon), which computes the folded network's function exactly as
-long as those layers stay in inference mode (train with --freeze-batch-norm).
+long as those layers stay in inference mode (train with --freeze-batch-norm). Each run also gets the
+settings and figures its version recorded, and the first one the version's calibration: a held-out
+twin kept only as an export is a calibrated run again, and its networks can join a new ensemble.
 
 TensorFlow is imported only where a SavedModel is read: bench.gpu_weights uses ``folded_network``
 on machines without it.
@@ -14,6 +16,7 @@ on machines without it.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from training.fold import fold_batch_norm
 
 FLOAT32_SIGNATURE = "serving_default"
 METADATA_FILE = "metadata.json"  # contract.metadata's name; that module needs pydantic, which the GPU fallback lacks
-BEST_FILE, CONFIG_FILE = "best.keras", "config.json"
+BEST_FILE, CONFIG_FILE, RUN_FILE = "best.keras", "config.json", "run.json"
 
 
 def folded_network(name: str = "network") -> keras.Model:
@@ -90,18 +93,104 @@ def unfolded(folded_weights: list[np.ndarray]) -> keras.Model:
     return model
 
 
-def unpack(version_dir: Path, out_dir: Path) -> list[Path]:
-    """One run directory per network of the version (member-<i>, then unsure-<i>), each with
-    best.keras and a config.json naming the architecture and where it came from."""
-    version_dir, out_dir = Path(version_dir), Path(out_dir)
+# What a version's metadata.json keeps of the calibration its first run carried (calibrate.py writes
+# the rest: the run lists, rebuilt here from where the networks go).
+CALIBRATION_IN_METADATA = (
+    "temperature",
+    "ece_bins",
+    "ece_validation_before",
+    "ece_validation_after",
+    "review_threshold",
+    "max_wrong_bin_rate",
+    "season_of_class",
+    "sorting_validation",
+    "ece_test_before",
+    "ece_test_after",
+    "sorting_test",
+    "tta_flip",
+    "flip_below",
+    "validation_accuracy",
+    "test_accuracy",
+    "calibrated_by",
+)
+# run.json fields the export adds to a member's training settings (they are not settings).
+RUN_FIGURES = ("epochs_run", "best_epoch", "wall_time_s")
+
+
+def _records(metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each network's record in the order the graph uses them: run, figures, training settings."""
+    if metadata.get("ensemble_members"):
+        records: list[dict[str, Any]] = metadata["ensemble_members"]
+        return records
+    return [{key: metadata.get(key) for key in ("run", "validation_accuracy", "test_accuracy", "training")}]
+
+
+def _run_files(record: dict[str, Any], run_dir: Path, provenance: dict[str, Any], params: int) -> dict[str, Any]:
+    """config.json and run.json of a network as its version recorded it: its training settings (the
+    held-out twin check compares them) and its own figures, measured when it was trained."""
+    from training.train import TrainConfig
+
+    training = record.get("training") or {"arch": PRODUCTION_ARCHITECTURE}
+    settings = {f.name for f in fields(TrainConfig)}
+    config = {**{k: v for k, v in training.items() if k in settings}, "unpacked": provenance}
+    run = {
+        "run_dir": str(run_dir),
+        "config": config,
+        "params": params,
+        **{k: training.get(k) for k in RUN_FIGURES},
+        "train_accuracy": None,  # not recorded per network
+        "val_accuracy": record.get("validation_accuracy"),
+        "test_accuracy": record.get("test_accuracy"),
+        "history": {},
+    }
+    return {CONFIG_FILE: config, RUN_FILE: run}
+
+
+def _calibration(metadata: dict[str, Any], run_dirs: list[Path], n_members: int) -> dict[str, Any]:
+    """The first run's calibration.json as calibrate wrote it: the version's temperature, threshold and
+    views, its figures, and the other networks under the names they now have."""
+    return {
+        **{key: metadata[key] for key in CALIBRATION_IN_METADATA if key in metadata},
+        "ensemble_with": [str(d) for d in run_dirs[1:n_members]],
+        "unsure_with": [str(d) for d in run_dirs[n_members:]],
+    }
+
+
+def unpack(version_dir: Path, out_dir: Path | None = None) -> list[Path]:
+    """One run directory per network of the version, members first, then the unsure-only ones: each
+    with best.keras, the config.json and run.json its version recorded (training settings, own figures)
+    and, in the first, the version's calibration.json, so that `calibrate` and `export` take them as
+    the runs they were (`--held-out-twin`, `--ensemble-with`, `--unsure-with`).
+
+    With ``out_dir`` they are OUT/member-<i> and OUT/unsure-<i>; without, each goes back where the
+    version says it was trained (its recorded run directory, relative to the working directory), so
+    that a later ensemble's record of its held-out twin names the same runs. A run directory that
+    already holds a network is never overwritten."""
+    from training.calibrate import CALIBRATION_FILE
+
+    version_dir = Path(version_dir)
+    metadata: dict[str, Any] = json.loads((version_dir / METADATA_FILE).read_text())
     n_members, _ = network_counts(version_dir)
-    written = []
-    for number, variables in enumerate(captured_networks(version_dir)):
+    networks = captured_networks(version_dir)
+    records = _records(metadata)
+    if len(records) != len(networks):
+        raise ValueError(f"{version_dir}: {len(networks)} networks but {len(records)} recorded in {METADATA_FILE}")
+    run_dirs = []
+    for number, record in enumerate(records):
         role, index = ("member", number) if number < n_members else ("unsure", number - n_members)
-        run_dir = out_dir / f"{role}-{index}"
+        run_dirs.append(Path(record["run"]) if out_dir is None else Path(out_dir) / f"{role}-{index}")
+    for run_dir in run_dirs:
+        if (run_dir / BEST_FILE).exists():
+            raise FileExistsError(f"{run_dir} already holds a network; move it away or unpack with --out")
+    for number, (run_dir, record, variables) in enumerate(zip(run_dirs, records, networks, strict=True)):
+        role = "member" if number < n_members else "unsure"
         run_dir.mkdir(parents=True, exist_ok=True)
-        unfolded([v.numpy() for v in variables]).save(run_dir / BEST_FILE)
-        config = {"arch": PRODUCTION_ARCHITECTURE, "unpacked_from": str(version_dir), "network": number, "role": role}
-        (run_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        written.append(run_dir)
-    return written
+        model = unfolded([v.numpy() for v in variables])
+        model.save(run_dir / BEST_FILE)
+        provenance = {"from": str(version_dir), "network": number, "role": role}
+        for name, content in _run_files(record, run_dir, provenance, model.count_params()).items():
+            (run_dir / name).write_text(json.dumps(content, indent=2) + "\n")
+    if "review_threshold" in metadata:
+        calibration = _calibration(metadata, run_dirs, n_members)
+        (run_dirs[0] / CALIBRATION_FILE).write_text(json.dumps(calibration, indent=2) + "\n")
+    return run_dirs

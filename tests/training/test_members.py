@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from contract.versions import latest
+from contract.versions import latest, versions
+from training import calibrate
 from training.architectures import logits_model
 from training.members import unpack
 from training.train import TrainConfig, _compiled_model, _initial_weights, _training_images, load_best
@@ -36,7 +37,11 @@ def test_the_unpacked_networks_compute_the_served_graph(unpacked, fashion):
         f"unsure-{i}" for i in range(metadata["unsure_members"])
     ]
     config = json.loads((run_dirs[0] / "config.json").read_text())
-    assert config == {"arch": "fashion-cnn", "unpacked_from": str(version_dir), "network": 0, "role": "member"}
+    recorded = metadata["ensemble_members"][0]["training"]
+    assert config == {
+        **{k: v for k, v in recorded.items() if k not in ("epochs_run", "best_epoch", "wall_time_s")},
+        "unpacked": {"from": str(version_dir), "network": 0, "role": "member"},
+    }
     images = fashion.x_test[:400]
     served = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     expected = served(images=tf.constant(images[..., None]))["logits"].numpy()
@@ -47,6 +52,37 @@ def test_the_unpacked_networks_compute_the_served_graph(unpacked, fashion):
     sure = probabilities.max(axis=1) / probabilities.sum(axis=1) >= metadata["flip_below"]
     assert sure.mean() > 0.8
     np.testing.assert_allclose(first_look[sure], expected[sure], atol=1e-4)
+
+
+def test_a_full_train_version_restored_takes_the_calibration_of_its_held_out_twin_restored(
+    fashion, tmp_path, monkeypatch
+):
+    """Both versions back as the runs they were made from (their recorded run directories), the
+    full-train one calibrated through its twin: the served temperature, threshold and test accuracy."""
+    monkeypatch.chdir(tmp_path)
+    served_dir = latest(MODEL_ROOT)
+    served = json.loads((served_dir / "metadata.json").read_text())
+    twin_dir = MODEL_ROOT / str(versions(MODEL_ROOT)[0])
+    twin = json.loads((twin_dir / "metadata.json").read_text())
+    twin_runs = unpack(twin_dir)
+    runs = unpack(served_dir)
+    recorded_twin_runs = [m["run"] for m in twin["ensemble_members"]]
+    assert [str(d) for d in twin_runs] == served["calibrated_by"]["runs"] == recorded_twin_runs
+    assert [str(d) for d in runs] == [m["run"] for m in served["ensemble_members"]]
+    restored = json.loads((twin_runs[0] / "calibration.json").read_text())
+    assert restored["ensemble_with"] == [str(twin_runs[1])] and restored["unsure_with"] == [str(twin_runs[2])]
+    assert json.loads((twin_runs[2] / "run.json").read_text())["params"] == served["params"] // len(runs)
+
+    calibration = calibrate.calibrate_run(
+        calibrate.calibrated_runs(runs[0], json.loads((runs[0] / "calibration.json").read_text())),
+        held_out_twin=twin_runs[0],
+    )
+    assert calibration["temperature"] == served["temperature"] == twin["temperature"]
+    assert calibration["review_threshold"] == served["review_threshold"]
+    assert calibration["calibrated_by"]["runs"] == served["calibrated_by"]["runs"]
+    assert calibration["test_accuracy"] == pytest.approx(served["test_accuracy"], abs=0.0005)
+    with pytest.raises(FileExistsError):  # a restored run is never overwritten
+        unpack(twin_dir)
 
 
 def test_fine_tuning_with_frozen_batch_norm_moves_the_convolutions_only(unpacked, split):
