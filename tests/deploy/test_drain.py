@@ -303,7 +303,9 @@ def test_drain_timeout_still_exits_zero_and_refuses_new_work(timeout_run):
 
 
 def test_drain_timeout_bounds_the_exit(timeout_run):
+    # The held request is never released: without the timeout the process would not exit at all.
     # The drain and uvicorn's 1 s close end 2.1 s after SIGTERM; the interpreter's teardown
-    # (TensorFlow's threads, atexit hooks) then takes 1.1-1.6 s on a 2-vCPU machine, measured on this
-    # release and the one before it alike: 1.5 s of slack failed one run in three.
-    assert timeout_run.exit_after_s <= SHORT_DRAIN_TIMEOUT_S + 2.5
+    # (TensorFlow's threads, atexit hooks) then takes 1.1-1.6 s on an idle 2-vCPU machine and more
+    # when the other test worker loads both cores (2.5 s of slack failed there), so the bound is
+    # what tells "bounded" from "hung", not a speed figure.
+    assert timeout_run.exit_after_s <= SHORT_DRAIN_TIMEOUT_S + 6.0

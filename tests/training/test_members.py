@@ -13,7 +13,7 @@ import tensorflow as tf
 from contract.versions import latest, versions
 from training import calibrate
 from training.architectures import logits_model
-from training.members import unpack
+from training.members import RUN_FIGURES, unpack
 from training.train import TrainConfig, _compiled_model, _initial_weights, _training_images, load_best
 
 MODEL_ROOT = Path(__file__).resolve().parents[2] / "models" / "fashion-cnn"
@@ -39,7 +39,7 @@ def test_the_unpacked_networks_compute_the_served_graph(unpacked, fashion):
     config = json.loads((run_dirs[0] / "config.json").read_text())
     recorded = metadata["ensemble_members"][0]["training"]
     assert config == {
-        **{k: v for k, v in recorded.items() if k not in ("epochs_run", "best_epoch", "wall_time_s")},
+        **{k: v for k, v in recorded.items() if k not in RUN_FIGURES},
         "unpacked": {"from": str(version_dir), "network": 0, "role": "member"},
     }
     images = fashion.x_test[:400]
@@ -83,6 +83,38 @@ def test_a_full_train_version_restored_takes_the_calibration_of_its_held_out_twi
     assert calibration["test_accuracy"] == pytest.approx(served["test_accuracy"], abs=0.0005)
     with pytest.raises(FileExistsError):  # a restored run is never overwritten
         unpack(twin_dir)
+
+
+CANDIDATES = MODEL_ROOT.parent / "candidates" / "fashion-cnn"
+
+
+@pytest.mark.parametrize("candidate", versions(CANDIDATES))
+def test_a_candidate_restores_as_a_calibrated_twin_whose_borrowed_networks_have_full_train_twins(
+    candidate, tmp_path, monkeypatch
+):
+    """A held-out candidate (models/candidates/README.md) waits for its full-train twin: restored, it
+    is the calibrated ensemble it was exported from, and each network it shares with the served
+    version's held-out twin has its full-train twin in the served version, so only its new networks
+    remain to be trained."""
+    monkeypatch.chdir(tmp_path)
+    candidate_dir = CANDIDATES / str(candidate)
+    metadata = json.loads((candidate_dir / "metadata.json").read_text())
+    runs = unpack(candidate_dir)
+    calibration = json.loads((runs[0] / "calibration.json").read_text())
+    assert calibration["temperature"] == metadata["temperature"] and metadata["validation_accuracy"] is not None
+    restored = calibrate.calibrated_runs(runs[0], calibration)
+    assert restored.networks == tuple(runs) and restored.flip_below == metadata["flip_below"]
+
+    served = json.loads((latest(MODEL_ROOT) / "metadata.json").read_text())
+    full_train_of = dict(zip(served["calibrated_by"]["runs"], served["ensemble_members"], strict=True))
+    borrowed = [run_dir for run_dir in runs if str(run_dir) in full_train_of]
+    assert borrowed
+    for run_dir in borrowed:
+        recorded = full_train_of[str(run_dir)]["training"]
+        settings = {k: v for k, v in recorded.items() if k not in RUN_FIGURES}
+        assert recorded["full_train"] and calibrate.recipe(settings) == calibrate.recipe(
+            json.loads((run_dir / "config.json").read_text())
+        )
 
 
 def test_fine_tuning_with_frozen_batch_norm_moves_the_convolutions_only(unpacked, split):
