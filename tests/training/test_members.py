@@ -88,7 +88,16 @@ def test_a_full_train_version_restored_takes_the_calibration_of_its_held_out_twi
 CANDIDATES = MODEL_ROOT.parent / "candidates" / "fashion-cnn"
 
 
-@pytest.mark.parametrize("candidate", versions(CANDIDATES))
+def _candidates(calibrated: bool) -> list[int]:
+    """Held-out twins (calibrated ensembles) or networks already trained for their full-train twins."""
+    return [
+        v
+        for v in versions(CANDIDATES)
+        if ("review_threshold" in json.loads((CANDIDATES / str(v) / "metadata.json").read_text())) == calibrated
+    ]
+
+
+@pytest.mark.parametrize("candidate", _candidates(calibrated=True))
 def test_a_candidate_restores_as_a_calibrated_twin_whose_borrowed_networks_have_full_train_twins(
     candidate, tmp_path, monkeypatch
 ):
@@ -115,6 +124,21 @@ def test_a_candidate_restores_as_a_calibrated_twin_whose_borrowed_networks_have_
         assert recorded["full_train"] and calibrate.recipe(settings) == calibrate.recipe(
             json.loads((run_dir / "config.json").read_text())
         )
+
+
+@pytest.mark.parametrize("candidate", _candidates(calibrated=False))
+def test_a_full_train_network_kept_as_a_candidate_has_its_held_out_twin_among_the_candidates(
+    candidate, tmp_path, monkeypatch
+):
+    """A network trained on all 60,000 for a candidate's full-train twin, kept until the others are
+    trained: restored where its record says, with the recipe of one of a held-out candidate's."""
+    monkeypatch.chdir(tmp_path)
+    (run_dir,) = unpack(CANDIDATES / str(candidate))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["full_train"] and str(run_dir).endswith("-full")
+    restored = [d for c in _candidates(calibrated=True) for d in unpack(CANDIDATES / str(c))]
+    twins = [json.loads((d / "config.json").read_text()) for d in restored]
+    assert [calibrate.recipe(t) for t in twins if not t["full_train"]].count(calibrate.recipe(config)) == 1
 
 
 def test_fine_tuning_with_frozen_batch_norm_moves_the_convolutions_only(unpacked, split):
