@@ -175,19 +175,19 @@ def unpack(version_dir: Path, out_dir: Path | None = None) -> list[Path]:
     records = _records(metadata)
     if len(records) != len(networks):
         raise ValueError(f"{version_dir}: {len(networks)} networks but {len(records)} recorded in {METADATA_FILE}")
-    run_dirs = []
-    for number, record in enumerate(records):
-        role, index = ("member", number) if number < n_members else ("unsure", number - n_members)
-        run_dirs.append(Path(record["run"]) if out_dir is None else Path(out_dir) / f"{role}-{index}")
+    roles = [("member", n) if n < n_members else ("unsure", n - n_members) for n in range(len(records))]
+    run_dirs = [
+        Path(record["run"]) if out_dir is None else Path(out_dir) / f"{role}-{index}"
+        for record, (role, index) in zip(records, roles, strict=True)
+    ]
     for run_dir in run_dirs:
         if (run_dir / BEST_FILE).exists():
             raise FileExistsError(f"{run_dir} already holds a network; move it away or unpack with --out")
     for number, (run_dir, record, variables) in enumerate(zip(run_dirs, records, networks, strict=True)):
-        role = "member" if number < n_members else "unsure"
         run_dir.mkdir(parents=True, exist_ok=True)
         model = unfolded([v.numpy() for v in variables])
         model.save(run_dir / BEST_FILE)
-        provenance = {"from": str(version_dir), "network": number, "role": role}
+        provenance = {"from": str(version_dir), "network": number, "role": roles[number][0]}
         for name, content in _run_files(record, run_dir, provenance, model.count_params()).items():
             (run_dir / name).write_text(json.dumps(content, indent=2) + "\n")
     if "review_threshold" in metadata:
