@@ -118,11 +118,11 @@ RUN_FIGURES = ("epochs_run", "best_epoch", "wall_time_s")
 
 
 def _records(metadata: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each network's record in the order the graph uses them: run, figures, training settings."""
-    if metadata.get("ensemble_members"):
-        records: list[dict[str, Any]] = metadata["ensemble_members"]
-        return records
-    return [{key: metadata.get(key) for key in ("run", "validation_accuracy", "test_accuracy", "training")}]
+    """Each network's record in the order the graph uses them: run, figures, training settings. The
+    version's own run, train_accuracy included, is its first network."""
+    own = {key: metadata.get(key) for key in ("run", "train_accuracy", "validation_accuracy", "test_accuracy")}
+    members: list[dict[str, Any]] = metadata.get("ensemble_members") or [{**own, "training": metadata.get("training")}]
+    return [{**members[0], "train_accuracy": own["train_accuracy"]}, *members[1:]]
 
 
 def _run_files(record: dict[str, Any], run_dir: Path, provenance: dict[str, Any], params: int) -> dict[str, Any]:
@@ -138,7 +138,7 @@ def _run_files(record: dict[str, Any], run_dir: Path, provenance: dict[str, Any]
         "config": config,
         "params": params,
         **{k: training.get(k) for k in RUN_FIGURES},
-        "train_accuracy": None,  # not recorded per network
+        "train_accuracy": record.get("train_accuracy"),  # recorded for the first network only
         "val_accuracy": record.get("validation_accuracy"),
         "test_accuracy": record.get("test_accuracy"),
         "history": {},

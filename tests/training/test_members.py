@@ -79,6 +79,7 @@ def test_a_full_train_version_restored_takes_the_calibration_of_its_held_out_twi
     restored = json.loads((twin_runs[0] / "calibration.json").read_text())
     assert restored["ensemble_with"] == [str(twin_runs[1])] and restored["unsure_with"] == [str(twin_runs[2])]
     assert json.loads((twin_runs[2] / "run.json").read_text())["params"] == served["params"] // len(runs)
+    assert json.loads((runs[0] / "run.json").read_text())["train_accuracy"] == served["train_accuracy"]
 
     calibration = calibrate.calibrate_run(
         calibrate.calibrated_runs(runs[0], json.loads((runs[0] / "calibration.json").read_text())),
