@@ -47,6 +47,7 @@ from training import calibrate, data, sorting
 from training.architectures import logits_model
 from training.ensemble import Ensemble, Network, ensemble_logits
 from training.fold import fold_batch_norm
+from training.members import RUN_FIGURES
 from training.precision import with_precision
 from training.train import load_best
 
@@ -216,12 +217,7 @@ def _validation_accuracy(run: dict[str, Any]) -> float | None:
 
 
 def _member_training(run: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **run["config"],
-        "epochs_run": run["epochs_run"],
-        "best_epoch": run["best_epoch"],
-        "wall_time_s": run["wall_time_s"],
-    }
+    return {**run["config"], **{key: run[key] for key in RUN_FIGURES}}
 
 
 def _ensemble_members(runs: Ensemble[Path]) -> list[dict[str, Any]]:

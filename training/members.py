@@ -113,7 +113,7 @@ CALIBRATION_IN_METADATA = (
     "test_accuracy",
     "calibrated_by",
 )
-# run.json fields the export adds to a member's training settings (they are not settings).
+# run.json figures that export.py records beside a member's training settings (they are not settings).
 RUN_FIGURES = ("epochs_run", "best_epoch", "wall_time_s")
 
 
