@@ -54,31 +54,53 @@ def test_the_unpacked_networks_compute_the_served_graph(unpacked, fashion):
     np.testing.assert_allclose(first_look[sure], expected[sure], atol=1e-4)
 
 
-def _version_made_from(runs: list[str]) -> tuple[Path, dict]:
-    """The shipped version whose networks are these runs (a full-train version's held-out twin)."""
-    for version in versions(MODEL_ROOT):
-        metadata = json.loads((MODEL_ROOT / str(version) / "metadata.json").read_text())
+def _version_made_from(root: Path, runs: list[str]) -> tuple[Path, dict]:
+    """The version under ``root`` whose networks are these runs (a full-train version's held-out twin)."""
+    for version in versions(root):
+        metadata = json.loads((root / str(version) / "metadata.json").read_text())
         if [member["run"] for member in metadata.get("ensemble_members", [])] == runs:
-            return MODEL_ROOT / str(version), metadata
-    raise AssertionError(f"no shipped version was made from {runs}")
+            return root / str(version), metadata
+    raise AssertionError(f"no version under {root} was made from {runs}")
 
 
+CANDIDATES = MODEL_ROOT.parent / "candidates" / "fashion-cnn"
+
+
+def _metadata(version_dir: Path) -> dict:
+    return json.loads((version_dir / "metadata.json").read_text())
+
+
+def _candidates(held_out: bool) -> list[Path]:
+    """Candidates calibrated on the validation split (held-out twins) or through such a twin (full-train)."""
+    return [
+        CANDIDATES / str(v)
+        for v in versions(CANDIDATES)
+        if (_metadata(CANDIDATES / str(v))["validation_accuracy"] is not None) == held_out
+    ]
+
+
+def _in_repo(version_dir: Path) -> str:
+    return version_dir.relative_to(MODEL_ROOT.parents[1]).as_posix()
+
+
+@pytest.mark.parametrize("full_train_dir", [latest(MODEL_ROOT), *_candidates(held_out=False)], ids=_in_repo)
 def test_a_full_train_version_restored_takes_the_calibration_of_its_held_out_twin_restored(
-    fashion, tmp_path, monkeypatch
+    full_train_dir, fashion, tmp_path, monkeypatch
 ):
     """Both versions back as the runs they were made from (their recorded run directories), the
-    full-train one calibrated through its twin: the served temperature, threshold and test accuracy."""
+    full-train one calibrated through its twin: its temperature, threshold and test accuracy."""
     monkeypatch.chdir(tmp_path)
-    served_dir = latest(MODEL_ROOT)
-    served = json.loads((served_dir / "metadata.json").read_text())
-    twin_dir, twin = _version_made_from(served["calibrated_by"]["runs"])
+    served = _metadata(full_train_dir)
+    twin_dir, twin = _version_made_from(full_train_dir.parent, served["calibrated_by"]["runs"])
     twin_runs = unpack(twin_dir)
-    runs = unpack(served_dir)
+    runs = unpack(full_train_dir)
     assert [str(d) for d in twin_runs] == served["calibrated_by"]["runs"]
     assert [str(d) for d in runs] == [m["run"] for m in served["ensemble_members"]]
     restored = json.loads((twin_runs[0] / "calibration.json").read_text())
-    assert restored["ensemble_with"] == [str(twin_runs[1])] and restored["unsure_with"] == [str(twin_runs[2])]
-    assert json.loads((twin_runs[2] / "run.json").read_text())["params"] == served["params"] // len(runs)
+    members = served["ensemble_size"]
+    assert restored["ensemble_with"] == [str(d) for d in twin_runs[1:members]]
+    assert restored["unsure_with"] == [str(d) for d in twin_runs[members:]]
+    assert json.loads((twin_runs[-1] / "run.json").read_text())["params"] == served["params"] // len(runs)
     assert json.loads((runs[0] / "run.json").read_text())["train_accuracy"] == served["train_accuracy"]
 
     calibration = calibrate.calibrate_run(
@@ -93,29 +115,15 @@ def test_a_full_train_version_restored_takes_the_calibration_of_its_held_out_twi
         unpack(twin_dir)
 
 
-CANDIDATES = MODEL_ROOT.parent / "candidates" / "fashion-cnn"
-
-
-def _candidates(calibrated: bool) -> list[int]:
-    """Held-out twins (calibrated ensembles) or networks already trained for their full-train twins."""
-    return [
-        v
-        for v in versions(CANDIDATES)
-        if ("review_threshold" in json.loads((CANDIDATES / str(v) / "metadata.json").read_text())) == calibrated
-    ]
-
-
-@pytest.mark.parametrize("candidate", _candidates(calibrated=True))
+@pytest.mark.parametrize("candidate_dir", _candidates(held_out=True), ids=_in_repo)
 def test_a_candidate_restores_as_a_calibrated_twin_whose_borrowed_networks_have_full_train_twins(
-    candidate, tmp_path, monkeypatch
+    candidate_dir, tmp_path, monkeypatch
 ):
-    """A held-out candidate (models/candidates/README.md) waits for its full-train twin: restored, it
-    is the calibrated ensemble it was exported from, and each network it shares with the served
-    version's held-out twin has its full-train twin in the served version, so only its new networks
-    remain to be trained."""
+    """A held-out candidate (models/candidates/README.md), restored, is the calibrated ensemble it was
+    exported from, and each network it shares with the served version's held-out twin has its
+    full-train twin in the served version, so only its new networks needed training again."""
     monkeypatch.chdir(tmp_path)
-    candidate_dir = CANDIDATES / str(candidate)
-    metadata = json.loads((candidate_dir / "metadata.json").read_text())
+    metadata = _metadata(candidate_dir)
     runs = unpack(candidate_dir)
     calibration = json.loads((runs[0] / "calibration.json").read_text())
     assert calibration["temperature"] == metadata["temperature"] and metadata["validation_accuracy"] is not None
@@ -132,21 +140,6 @@ def test_a_candidate_restores_as_a_calibrated_twin_whose_borrowed_networks_have_
         assert recorded["full_train"] and calibrate.recipe(settings) == calibrate.recipe(
             json.loads((run_dir / "config.json").read_text())
         )
-
-
-@pytest.mark.parametrize("candidate", _candidates(calibrated=False))
-def test_a_full_train_network_kept_as_a_candidate_has_its_held_out_twin_among_the_candidates(
-    candidate, tmp_path, monkeypatch
-):
-    """A network trained on all 60,000 for a candidate's full-train twin, kept until the others are
-    trained: restored where its record says, with the recipe of one of a held-out candidate's."""
-    monkeypatch.chdir(tmp_path)
-    (run_dir,) = unpack(CANDIDATES / str(candidate))
-    config = json.loads((run_dir / "config.json").read_text())
-    assert config["full_train"] and str(run_dir).endswith("-full")
-    restored = [d for c in _candidates(calibrated=True) for d in unpack(CANDIDATES / str(c))]
-    twins = [json.loads((d / "config.json").read_text()) for d in restored]
-    assert [calibrate.recipe(t) for t in twins if not t["full_train"]].count(calibrate.recipe(config)) == 1
 
 
 def test_fine_tuning_with_frozen_batch_norm_moves_the_convolutions_only(unpacked, split):
