@@ -32,6 +32,7 @@ ON_REQUEST: dict[str, str] = {
     "suite": "bench.suite:run_suite",
     "soak": "bench.suite:run_soak",
     "scanner": "bench.scanner:bench_scanner",
+    "scanner-second": "bench.scanner:bench_scanner_second",
     "camera": "bench.suite:run_camera",
     "decisions": "bench.suite:run_decision_log",
     "rollout": "bench.suite:run_rollout",
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="http, batch and/or preprocess (default: those three); or suite (docs/benchmarks.md), soak,"
         " camera (camera-size photos, into docs/benchmarks.md), decisions (the decision log's cost, into"
         " docs/benchmarks.md), rollout (a swap under load and the shadow's cost, into docs/benchmarks.md),"
-        " tracing (what traces cost, into docs/benchmarks.md), scanner (docs/scanner.md) or renders (a render set"
+        " tracing (what traces cost, into docs/benchmarks.md), scanner (docs/scanner.md), scanner-second (the same"
+        " on a second, independent renderer's photos) or renders (a render set"
         " to train on, not a benchmark); or gpu-check with"
         " its own flags (`python -m bench gpu-check --help`)",
     )

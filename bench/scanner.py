@@ -345,21 +345,34 @@ def _validation_set() -> tuple[np.ndarray, np.ndarray]:
     return held_out.x_val, held_out.y_val
 
 
-def _preprocess_rendered(job: tuple[str, str, int, int]) -> ModelInput | None:
+Renderer = Callable[[str, np.ndarray, int], bytes]
+
+
+def renderer(name: str) -> tuple[Renderer, list[str]]:
+    """``first`` (this module's scenes) or ``second`` (bench.second_renderer's): render, conditions."""
+    if name == "first":
+        return render, list(CONDITIONS)
+    from bench import second_renderer
+
+    return second_renderer.render, second_renderer.CONDITIONS
+
+
+def _preprocess_rendered(job: tuple[str, str, str, int, int]) -> ModelInput | None:
     """Worker: render one photo and run the service's preprocessing on its bytes (None: refused)."""
     from app.errors import ApiError
     from app.inference import preprocess
 
-    split, condition, index, seed = job
+    renderer_name, split, condition, index, seed = job
     images, _ = load_split(split)
     settings = _worker_settings()
+    photo = renderer(renderer_name)[0](condition, images[index], seed)
     try:
-        return preprocess.preprocess(render(condition, images[index], seed), settings.max_image_pixels, settings.resize)
+        return preprocess.preprocess(photo, settings.max_image_pixels, settings.resize)
     except ApiError:  # refused outright: never sorted into a bin, so counted as sent to review
         return None
 
 
-def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
+def run_scanner(args: argparse.Namespace, renderer_name: str = "first") -> dict[str, Any]:
     from app.config import load_settings
     from app.inference.tensorflow_model import load_tensorflow_model
     from app.policy import load_policy_for
@@ -381,12 +394,14 @@ def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
         "model": f"{model.name} v{model.version} ({model.precision})",
         "per_class": args.per_class,
         "split": split,
+        "renderer": renderer_name,
     }
+    first = renderer_name == "first"
     table = {}
     outcomes: dict[str, operating.Outcomes] = {}  # garment conditions: the review threshold's effect
     with ProcessPoolExecutor(args.workers) as pool:
-        for number, condition in enumerate(CONDITIONS):
-            jobs = [(split, condition, int(i), 1000 * number + int(i)) for i in chosen]
+        for number, condition in enumerate(renderer(renderer_name)[1]):
+            jobs = [(renderer_name, split, condition, int(i), 1000 * number + int(i)) for i in chosen]
             prepared = list(pool.map(_preprocess_rendered, jobs, chunksize=16))
             refused = np.array([item is None for item in prepared])
             seen = np.stack([np.zeros((28, 28), np.uint8) if item is None else item.pixels for item in prepared])
@@ -429,12 +444,13 @@ def run_scanner(args: argparse.Namespace) -> dict[str, Any]:
                 + str({k: round(v, 2) for k, v in top1_when_flagged.items()}),
                 flush=True,
             )
-            if split == "test":  # validation runs are for tuning: no samples, no report
+            if split == "test" and first:  # validation runs are for tuning: no samples, no report
                 _save_sample(
                     SAMPLES_DIR, number, condition, images[chosen[number]], seed=1000 * number + int(chosen[number])
                 )
     results["conditions"] = table
-    _operating_points(results, outcomes, metadata, policy.review_threshold)
+    if first:  # the thresholds are chosen on, and reported for, this module's scenes
+        _operating_points(results, outcomes, metadata, policy.review_threshold)
     return results
 
 
@@ -524,6 +540,11 @@ def write_report(results: dict[str, Any], samples: list[str], path: Path) -> Non
         "",
         "Empty belts hold no garment: the only right answer is review.",
         "",
+        (
+            "These photos come from one renderer. A second one, written apart from it (`python -m bench"
+            " scanner-second`), finds the service weaker: [performance.md](performance.md#a-second-renderer)."
+        ),
+        "",
         "Why photos went to review (share of each condition's photos; one photo can have several reasons):",
         "",
         *reasons_table(results),
@@ -558,7 +579,18 @@ def bench_scanner(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def bench_scanner_second(args: argparse.Namespace) -> dict[str, Any]:
+    """The `scanner-second` part: the same measurement on bench.second_renderer's photos; prints the
+    table and writes the figures to docs/bench/scanner-second.json (a test run)."""
+    results = run_scanner(args, "second")
+    print("\n".join(scanner_table(results)), flush=True)
+    if results["split"] == "test":
+        write_json(results, SCANNER_SECOND_JSON)
+    return results
+
+
 SCANNER_DOC = REPO / "docs" / "scanner.md"
+SCANNER_SECOND_JSON = REPO / "docs" / "bench" / "scanner-second.json"
 SCANNER_JSON = REPO / "docs" / "bench" / "scanner.json"
 THRESHOLDS_JSON = REPO / "docs" / "bench" / "scanner-thresholds.json"  # chosen on validation renders
 SAMPLES_DIR = REPO / "docs" / "bench" / "scanner"
