@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from bench.scanner import LIGHT, unmix_edge
+from bench.scanner import EMPTY, LIGHT, unmix_edge
 
 FRAME = (1600, 1200)  # width, height: 2 MP, another size than the first renderer's
 Reflectance = np.ndarray  # float32 (height, width, 3), linear 0..1
@@ -152,8 +152,7 @@ BELTS: dict[str, Belt] = {
     "grooved black rubber belt": grooved_rubber_belt,
     "woven coloured belt": woven_belt,
 }
-EMPTY = "empty belt"
-CONDITIONS = [*BELTS, EMPTY]
+CONDITIONS = [*BELTS, EMPTY]  # the first renderer's empty belt by name: the report counts it apart
 
 
 def render(condition: str, image: np.ndarray, seed: int) -> bytes:

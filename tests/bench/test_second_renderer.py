@@ -10,8 +10,8 @@ from PIL import Image
 
 from bench import second_renderer
 from bench.photos import load_test_set
-from bench.scanner import LIGHT, renderer
-from bench.second_renderer import CONDITIONS, EMPTY, FRAME, lay_garment, render, to_linear, to_srgb
+from bench.scanner import EMPTY, LIGHT, renderer
+from bench.second_renderer import CONDITIONS, FRAME, lay_garment, render, to_linear, to_srgb
 
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
