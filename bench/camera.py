@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bench.garment import EMPTY
 from bench.load import measure, multipart_body, whole_s, wrk
 from bench.photos import load_test_set
-from bench.scanner import CONDITIONS, EMPTY, render, stratified
+from bench.scanner import CONDITIONS, render, stratified
 from bench.server import running_server
 
 SIZES = {"2 MP": (1600, 1200), "12 MP": (4000, 3000)}

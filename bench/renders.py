@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.scanner import CONDITIONS, EMPTY, render
+from bench.garment import EMPTY
+from bench.scanner import CONDITIONS, render
 from bench.server import REPO
 from contract.renders import RenderSet
 

@@ -11,7 +11,7 @@ camera not square to the belt, and 4:2:0 JPEG at another frame size (1600x1200, 
 is placed anywhere that it fits, turned a few degrees, coloured by a random hue.
 
 What it shares with the first renderer is only what the dataset fixes: a garment's shape and
-lightness come from its image as bench.scanner.unmix_edge reads them. Nothing here knows how the
+lightness come from its image as bench.garment.unmix_edge reads them. Nothing here knows how the
 service segments or trims; its parameters are physical guesses, set before any photo was scored.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from bench.scanner import EMPTY, LIGHT, unmix_edge
+from bench.garment import EMPTY, LIGHT, unmix_edge
 
 FRAME = (1600, 1200)  # width, height: 2 MP, another size than the first renderer's
 Reflectance = np.ndarray  # float32 (height, width, 3), linear 0..1
@@ -152,7 +152,7 @@ BELTS: dict[str, Belt] = {
     "grooved black rubber belt": grooved_rubber_belt,
     "woven coloured belt": woven_belt,
 }
-CONDITIONS = [*BELTS, EMPTY]  # the first renderer's empty belt by name: the report counts it apart
+CONDITIONS = [*BELTS, EMPTY]
 
 
 def render(condition: str, image: np.ndarray, seed: int) -> bytes:

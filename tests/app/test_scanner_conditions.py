@@ -17,8 +17,9 @@ from app.config import DEFAULT_POLICY_FILE
 from app.inference import preprocess
 from app.policy import load_policy
 from app.reasons import Reason, before_policy
+from bench.garment import EMPTY
 from bench.photos import load_test_set
-from bench.scanner import CONDITIONS, EMPTY, render, stratified
+from bench.scanner import CONDITIONS, render, stratified
 from contract.classes import CLASS_NAMES
 from contract.seasons import default_season_of_class
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.garment import DUST, EMPTY, LIGHT, garment, outside, unmix_edge
 from bench.photos import load_test_set
-from bench.scanner import CONDITIONS, DUST, EMPTY, FRAME, LIGHT, garment, outside, render, stratified, unmix_edge
+from bench.scanner import CONDITIONS, FRAME, render, stratified
 
 
 @pytest.mark.parametrize("condition", sorted(CONDITIONS))

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from bench import second_renderer
+from bench.garment import EMPTY, LIGHT
 from bench.photos import load_test_set
-from bench.scanner import EMPTY, LIGHT, renderer
+from bench.scanner import renderer
 from bench.second_renderer import CONDITIONS, FRAME, lay_garment, render, to_linear, to_srgb
 
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
