@@ -27,6 +27,7 @@ from bench.garment import EMPTY, LIGHT, unmix_edge
 
 FRAME = (1600, 1200)  # width, height: 2 MP, another size than the first renderer's
 Reflectance = np.ndarray  # float32 (height, width, 3), linear 0..1
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)  # linear RGB -> luminance (Rec. 709)
 
 
 def to_linear(srgb: np.ndarray) -> np.ndarray:
@@ -61,20 +62,25 @@ def _smooth_noise(rng: np.random.Generator, cells: int, amplitude: float) -> np.
 def _coloured(base: float, rng: np.random.Generator, spread: float) -> np.ndarray:
     """A reflectance of luminance ``base`` with a random hue ``spread`` away from neutral."""
     gains = 1.0 + rng.uniform(-spread, spread, 3).astype(np.float32)
-    gains /= float(gains @ np.array([0.2126, 0.7152, 0.0722], np.float32))  # keep the luminance
+    gains /= float(gains @ LUMINANCE)  # keep the luminance
     return np.float32(base) * gains
 
 
-def light_belt(rng: np.random.Generator) -> Reflectance:
-    belt = _coloured(rng.uniform(0.60, 0.85), rng, 0.03)
-    scene: Reflectance = np.broadcast_to(belt, (FRAME[1], FRAME[0], 3)) * _smooth_noise(rng, 12, 0.02)
+def _plain_belt(
+    rng: np.random.Generator, reflectance: tuple[float, float], hue_spread: float, wear: float
+) -> Reflectance:
+    """A belt of one colour, a reflectance drawn from the range, with some wear."""
+    belt = _coloured(rng.uniform(*reflectance), rng, hue_spread)
+    scene: Reflectance = np.broadcast_to(belt, (FRAME[1], FRAME[0], 3)) * _smooth_noise(rng, 12, wear)
     return scene
+
+
+def light_belt(rng: np.random.Generator) -> Reflectance:
+    return _plain_belt(rng, (0.60, 0.85), 0.03, 0.02)
 
 
 def grey_belt(rng: np.random.Generator) -> Reflectance:
-    belt = _coloured(rng.uniform(0.12, 0.25), rng, 0.05)
-    scene: Reflectance = np.broadcast_to(belt, (FRAME[1], FRAME[0], 3)) * _smooth_noise(rng, 12, 0.04)
-    return scene
+    return _plain_belt(rng, (0.12, 0.25), 0.05, 0.04)
 
 
 def grooved_rubber_belt(rng: np.random.Generator) -> Reflectance:

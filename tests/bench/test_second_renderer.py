@@ -12,9 +12,7 @@ from bench import second_renderer
 from bench.garment import EMPTY, LIGHT
 from bench.photos import load_test_set
 from bench.scanner import renderer
-from bench.second_renderer import CONDITIONS, FRAME, lay_garment, render, to_linear, to_srgb
-
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
+from bench.second_renderer import CONDITIONS, FRAME, LUMINANCE, lay_garment, render, to_linear, to_srgb
 
 
 @pytest.mark.parametrize("condition", CONDITIONS)
