@@ -37,11 +37,17 @@ class Item:
     area: int  # pixels
 
 
+def faint(dist: np.ndarray, threshold: float) -> np.ndarray:
+    """Pixels that stand out from the belt at least faintly: above the hysteresis's low mark."""
+    weak: np.ndarray = dist > max(MIN_DISTANCE, HYSTERESIS_LOW * threshold)
+    return weak
+
+
 def foreground(dist: np.ndarray, threshold: float) -> np.ndarray:
     """Pixels above the threshold, and fainter ones (above half of it) connected to them: the dark
     parts of a dark garment on a dark belt belong to it when they touch what clearly does."""
     threshold = max(MIN_DISTANCE, threshold)
-    weak = dist > max(MIN_DISTANCE, HYSTERESIS_LOW * threshold)
+    weak = faint(dist, threshold)
     regions, count = ndimage.label(weak, structure=EIGHT_NEIGHBOURS)
     if count == 0:
         return weak

@@ -10,9 +10,18 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from app.inference.segmentation.belt import border_samples, distance, fit_background, flat_field
-from app.inference.segmentation.pieces import Box, box_of, fill_holes, foreground, items, touches_frame
+from app.inference.segmentation.belt import (
+    Belt,
+    border_samples,
+    distance,
+    fit_background,
+    flat_field,
+    lightness,
+    refit_background,
+)
+from app.inference.segmentation.pieces import Box, box_of, faint, fill_holes, foreground, items, touches_frame
 from app.inference.segmentation.pose import tilt_of
+from app.inference.segmentation.texture import smooth_on_textured_belt
 from app.reasons import Reason
 
 LIGHT = 253.0  # the dataset's photo background, #fdfdfd
@@ -30,6 +39,7 @@ EDGE_OUT_PX, EDGE_IN_PX = 2, 4
 # (EDGE_OUT_PX) reach; the band's local mean reaches further only over the interior, which is zero
 # there. So any margin above 3 px gives the whole frame's composite; 12 leaves room for wider ones.
 WINDOW_MARGIN_PX = 12
+REFIT_MARGIN_PX = 3  # around what stands out after the border fit: left out of the whole-frame refit
 
 
 def on_light_background(even: np.ndarray, belt_colour: np.ndarray, dist: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -72,18 +82,44 @@ class Segmentation:
     tilt_deg: float  # the rotation undone (counter-clockwise positive, as PIL's rotate)
 
 
+@dataclass(frozen=True)
+class Evened:
+    """The photo under even light and how far each pixel lies from the belt."""
+
+    belt: Belt
+    even: np.ndarray  # float32 (h, w, 3)
+    dist: np.ndarray  # float32 (h, w): distance from the belt's colour, lightness units
+    threshold: float  # the distance above which a pixel is foreground
+
+
+def _evened(rgb: np.ndarray, belt: Belt) -> Evened:
+    even = flat_field(rgb, belt)
+    dist = distance(even, belt.colour)
+    rows, cols, _ = border_samples(*rgb.shape[:2])
+    border = dist[rows, cols][belt.inlier]
+    # Above what the border itself shows as noise (belt texture, JPEG, sensor).
+    threshold = NOISE_FACTOR * float(np.quantile(border, 0.99)) if border.size else 0.0
+    return Evened(belt, even, dist, threshold)
+
+
+def even_out(rgb: np.ndarray) -> Evened:
+    """(h, w, 3) float32 -> the belt fitted on the border, then again on all the belt it leaves
+    clear, and the photo evened under the second fit."""
+    first = _evened(rgb, fit_background(rgb))
+    standing_out = ndimage.binary_dilation(faint(first.dist, first.threshold), iterations=REFIT_MARGIN_PX)
+    return _evened(rgb, refit_background(rgb, first.belt, ~standing_out))
+
+
 def segment(rgb_u8: np.ndarray) -> Segmentation:
     """(h, w, 3) uint8 work image -> the garment composited upright on the light background."""
     rgb = rgb_u8.astype(np.float32)
     height, width, _ = rgb.shape
-    belt = fit_background(rgb)
-    even = flat_field(rgb, belt)
-    dist = distance(even, belt.colour)
+    evened = even_out(rgb)
+    belt, even, dist, threshold = evened.belt, evened.even, evened.dist, evened.threshold
+    standing_out = foreground(dist, threshold)
     rows, cols, _ = border_samples(height, width)
-    border = dist[rows, cols][belt.inlier]
-    # Above what the border itself shows as noise (belt texture, JPEG, sensor).
-    threshold = NOISE_FACTOR * float(np.quantile(border, 0.99)) if border.size else 0.0
-    found = items(foreground(dist, threshold))
+    smooth = smooth_on_textured_belt(lightness(even), (rows[belt.inlier], cols[belt.inlier]))
+    found = items(standing_out if smooth is None else standing_out | smooth)
     if not found or found[0].area < MIN_GARMENT_FRACTION * height * width:
         blank = np.full((height, width, 3), round(LIGHT), np.uint8)
         return Segmentation(blank, None, (Reason.NO_GARMENT,), 0.0)

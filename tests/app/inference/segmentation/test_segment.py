@@ -59,6 +59,27 @@ def test_a_lamp_gradient_and_a_shadow_are_evened_out():
     assert np.abs(left.astype(int) - right.astype(int)).max() <= 2
 
 
+def test_a_lens_vignetting_is_evened_out():
+    """Brightest in the middle, 28 % darker in the corners (cos^4 through a 2.2 gamma): fitted from
+    the border alone, the middle of the belt would come out lighter than the fit, and garment."""
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    falloff = (1.0 + 0.25 * ((xs - WIDTH / 2) ** 2 + (ys - HEIGHT / 2) ** 2) / (WIDTH / 2) ** 2) ** (-2 / 2.2)
+    canvas = belt(235.0)
+    box = shirt(canvas, 10, 20, size=60)  # off the middle, so the middle's belt is in view
+    found = run(canvas * falloff[..., None])
+    assert found.reasons == () and found.box == box
+
+
+def test_a_black_garment_on_black_grooved_rubber_is_found_and_low_contrast():
+    """As dark as the belt: its colour is within the grooves' own spread, its smoothness is not."""
+    canvas = belt(30.0)
+    canvas += (12.0 * np.sin(2 * np.pi * np.arange(WIDTH, dtype=np.float32) / 3.0))[None, :, None]
+    box = shirt(canvas, 40, 60, colour=(30, 30, 30))
+    found = run(canvas + np.random.default_rng(0).normal(0.0, 1.0, canvas.shape))
+    assert found.reasons == (Reason.LOW_CONTRAST,)  # found, and a person looks: black on black
+    assert found.box is not None and np.abs(np.subtract(found.box, box)).max() <= 2
+
+
 def test_a_label_is_not_the_garment():
     canvas = belt(40.0)
     box = shirt(canvas, 40, 110)
@@ -188,21 +209,15 @@ def test_the_garment_window_gives_what_the_whole_frame_gives(top, left):
     frame's corner has no margin on two sides)."""
     from scipy import ndimage
 
-    from app.inference.segmentation.belt import border_samples, distance, fit_background, flat_field
     from app.inference.segmentation.pieces import fill_holes, foreground, items
-    from app.inference.segmentation.segment import NOISE_FACTOR, on_light_background
+    from app.inference.segmentation.segment import even_out, on_light_background
 
     canvas = belt(40.0)
     shirt(canvas, top, left)
     photo = np.clip(np.rint(ndimage.gaussian_filter(canvas, (1.5, 1.5, 0))), 0, 255).astype(np.uint8)
     found = segment(photo)
-    rgb = photo.astype(np.float32)
-    background = fit_background(rgb)
-    even = flat_field(rgb, background)
-    dist = distance(even, background.colour)
-    rows, cols, _ = border_samples(HEIGHT, WIDTH)
-    threshold = NOISE_FACTOR * float(np.quantile(dist[rows, cols][background.inlier], 0.99))
-    mask = items(foreground(dist, threshold))[0].mask
-    whole = on_light_background(even, background.colour, dist, fill_holes(mask))
+    evened = even_out(photo.astype(np.float32))
+    mask = items(foreground(evened.dist, evened.threshold))[0].mask
+    whole = on_light_background(evened.even, evened.belt.colour, evened.dist, fill_holes(mask))
     assert found.tilt_deg == 0.0
     np.testing.assert_array_equal(found.composite, whole)
