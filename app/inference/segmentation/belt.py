@@ -145,8 +145,16 @@ def refit_background(rgb: np.ndarray, border_fit: Belt, clear: np.ndarray) -> Be
     on_belt = clear[rows, cols]
     if on_belt.sum() < MIN_SAMPLES:  # a garment filling the frame: the border is all there is
         return border_fit
-    coef, _ = _robust_fit(design[on_belt], rgb[rows[on_belt], cols[on_belt]], np.ones(int(on_belt.sum()), bool))
-    return Belt(*_surface(coef, height, width), border_fit.inlier)
+    rows, cols = rows[on_belt], cols[on_belt]
+    values = rgb[rows, cols]
+    coef, kept = _robust_fit(design[on_belt], values, np.ones(len(rows), bool))
+    light, _ = _surface(coef, height, width)
+    # The colour as the belt itself shows it once evened, its median over the samples that fit: the
+    # surface's own value at its peak is the top of a fitted, noisy surface, biased upwards (by a
+    # level or so: enough to lift a label's paper, 5 levels off a light belt, over the floor).
+    gain = float(light.max()) / light[rows[kept], cols[kept]]
+    colour = np.mean(values[kept] * gain[:, None], axis=0).astype(np.float32)
+    return Belt(light, colour, border_fit.inlier)
 
 
 def flat_field(rgb: np.ndarray, belt: Belt) -> np.ndarray:

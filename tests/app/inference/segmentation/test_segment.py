@@ -199,7 +199,11 @@ def test_an_edge_blurred_into_the_belt_is_unmixed_onto_the_light_background(leve
     assert lightness[75, 100] == pytest.approx(150, abs=4) and lightness[75, 10] == pytest.approx(253, abs=2)
     # Each edge pixel carries the garment's share of it: its coverage times the garment, the rest light.
     expected = cover[75, 40:80] * 150 + (1 - cover[75, 40:80]) * 253
-    assert np.abs(row - expected).max() <= 12, np.c_[row.round(), expected.round()]
+    # On average within a level and a half; a single pixel far out on the edge, where the sensor's
+    # noise is most of its distance from the belt, by up to 20 (6-18 over 12 noise seeds; without
+    # the unmixing 1.9-3.6 on average and 23-61 at worst).
+    error = np.abs(row - expected)
+    assert error.mean() <= 1.5 and error.max() <= 20, np.c_[row.round(), expected.round()]
 
 
 @pytest.mark.parametrize(("top", "left"), [(40, 60), (0, 0), (80, 130)], ids=["inside", "corner", "far-edge"])
