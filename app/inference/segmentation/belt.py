@@ -26,7 +26,7 @@ import numpy as np
 BORDER_FRACTION = 0.04  # of the short edge: the band the belt is sampled from
 GRID_STEPS = 50  # the whole-frame refit samples a grid this many steps along the short edge
 # The border fit is a quadratic: from the border alone a radial r^4 term would set the middle by
-# extrapolation, and it swings (measured: belt taken for garment tripled). The whole-frame refit
+# extrapolation, and it swings (measured: the belt taken for garment quadrupled). The whole-frame refit
 # sees the middle, and the r^4 term follows a lens's falloff there (cos^4: no quadratic).
 BORDER_TERMS, FULL_TERMS = 6, 7
 FIT_FLOOR = 5.0  # border samples within this distance of the fit always count as belt
@@ -152,7 +152,7 @@ def refit_background(rgb: np.ndarray, border_fit: Belt, clear: np.ndarray) -> Be
     values = rgb[rows, cols]
     coef, kept = _robust_fit(design[on_belt], values, np.ones(len(rows), bool))
     light, _ = _surface(coef, height, width)
-    # The colour as the belt itself shows it once evened, its median over the samples that fit: the
+    # The colour as the belt itself shows it once evened, the mean over the samples that fit: the
     # surface's own value at its peak is the top of a fitted, noisy surface, biased upwards (by a
     # level or so: enough to lift a label's paper, 5 levels off a light belt, over the floor).
     gain = float(light.max()) / light[rows[kept], cols[kept]]

@@ -116,10 +116,10 @@ def segment(rgb_u8: np.ndarray) -> Segmentation:
     height, width, _ = rgb.shape
     evened = even_out(rgb)
     belt, even, dist, threshold = evened.belt, evened.even, evened.dist, evened.threshold
-    standing_out = foreground(dist, threshold)
+    by_colour = foreground(dist, threshold)
     rows, cols, _ = border_samples(height, width)
     smooth = smooth_on_textured_belt(lightness(even), (rows[belt.inlier], cols[belt.inlier]))
-    found = items(standing_out if smooth is None else standing_out | smooth)
+    found = items(by_colour if smooth is None else by_colour | smooth)
     if not found or found[0].area < MIN_GARMENT_FRACTION * height * width:
         blank = np.full((height, width, 3), round(LIGHT), np.uint8)
         return Segmentation(blank, None, (Reason.NO_GARMENT,), 0.0)
