@@ -34,9 +34,9 @@ Floors = tuple[float, int, float]  # top-1 at least, wrong bin without review at
 # (a photo or two), not for a real regression.
 FIRST_FLOORS: Floors = (0.80, 3, 0.40)
 # Second renderer (top-1, review, wrong bin): light belt 88 %, 18 %, 0; mid-grey 92 %, 24 %, 1;
-# grooved black rubber 70 %, 60 %, 1; woven 96 %, 26 %, 1. Before the belt was refitted over the
+# grooved black rubber 70 %, 60 %, 1; woven 96 %, 24 %, 1. Before the belt was refitted over the
 # whole frame and smooth regions on a grooved belt were kept (2026-12-02) they were 80 %, 32 %, 0;
-# 90 %, 28 %, 2; 56 %, 68 %, 2; 84 %, 26 %, 2: each of those floors fails on that segmentation.
+# 90 %, 28 %, 2; 56 %, 68 %, 2; 84 %, 26 %, 2: the light, rubber and woven belts' floors fail there.
 SECOND_FLOORS: dict[str, Floors] = {
     "light belt": (0.84, 1, 0.26),
     "mid-grey belt": (0.86, 2, 0.32),
