@@ -25,6 +25,13 @@ GROUP_GAP_FRACTION = 0.04  # of the short edge: pieces closer than this are one 
 LABEL_MIN_FRACTION = 0.002  # of the frame: a label is larger than this ...
 LABEL_MAX_FRACTION = 0.05  # ... smaller than this ...
 LABEL_MIN_FILL = 0.93  # ... and fills this much of its minimum-area rectangle
+# A label's print stands out from the belt by this many times the foreground threshold. Its paper
+# may not: white paper on a light belt (248 against 253) sits at the foreground floor, and comes out
+# ragged. Where the piece as found is too ragged to be a rectangle, its clear part is judged too.
+LABEL_CLEAR_FACTOR = 2.0
+# ... when it is most of the piece: a label's print is (82-83 % of the two ragged labels measured);
+# a thin garment's clear part is a few pixels of it (a sandal, a slim dress under a shadow: 1-2 %).
+LABEL_CLEAR_SHARE = 0.5
 CUT_OFF_FRACTION = 0.02  # of an edge's length touched by an item: cut off by the frame
 EIGHT_NEIGHBOURS = np.ones((3, 3), bool)
 
@@ -85,8 +92,15 @@ def largest_pieces(sizes: np.ndarray, frame: int) -> list[int]:
     return [int(i) for i in order if sizes[i] >= SPECK_FRACTION * frame]
 
 
-def items(foreground: np.ndarray) -> list[Item]:
-    """The items in a foreground mask, largest first."""
+def clear_part(dist: np.ndarray, threshold: float) -> np.ndarray:
+    """What stands out from the belt as a label's print does: well above the threshold."""
+    clear: np.ndarray = dist > LABEL_CLEAR_FACTOR * max(MIN_DISTANCE, threshold)
+    return clear
+
+
+def items(foreground: np.ndarray, clear: np.ndarray | None = None) -> list[Item]:
+    """The items in a foreground mask, largest first. ``clear`` (``clear_part``) lets a label whose
+    paper came out ragged be told by its print."""
     height, width = foreground.shape
     labels, count = ndimage.label(foreground, structure=EIGHT_NEIGHBOURS)
     if count == 0:
@@ -96,7 +110,7 @@ def items(foreground: np.ndarray) -> list[Item]:
     frame = height * width
     pieces = largest_pieces(sizes, frame)
     # Labels go before grouping: one lying next to the garment must not join it.
-    pieces = [i for i in pieces if not is_label_piece(labels, slices[i - 1], i, int(sizes[i]), frame)]
+    pieces = [i for i in pieces if not is_label_piece(labels, slices[i - 1], i, int(sizes[i]), frame, clear)]
     # Group pieces whose boxes are within the gap: union-find over a handful of pieces.
     gap = GROUP_GAP_FRACTION * min(height, width)
     parent = {i: i for i in pieces}
@@ -129,18 +143,39 @@ def items(foreground: np.ndarray) -> list[Item]:
     return found
 
 
-def is_label_piece(labels: np.ndarray, where: tuple[slice, ...] | None, index: int, area: int, frame: int) -> bool:
-    """A label or sticker: small, and nearly fills its minimum-area rectangle (a garment never does)."""
+def is_label_piece(
+    labels: np.ndarray,
+    where: tuple[slice, ...] | None,
+    index: int,
+    area: int,
+    frame: int,
+    clear: np.ndarray | None = None,
+) -> bool:
+    """A label or sticker: small, and it, or its clear part when that is most of it, nearly fills
+    its minimum-area rectangle (a garment never does)."""
     if where is None or not LABEL_MIN_FRACTION * frame <= area < LABEL_MAX_FRACTION * frame:
         return False
-    # Its own shape: holes filled (a barcode's bars and the paper between them average out to the
-    # belt's grey at working resolution), one-pixel fringes gone (belt texture touching its edge).
-    piece = ndimage.binary_opening(fill_holes(np.pad(labels[where] == index, 1)), structure=EIGHT_NEIGHBOURS)
-    pixels = int(np.count_nonzero(piece))
-    if pixels < 8:
+    piece = labels[where] == index
+    if rectangle_fill(piece)[1] >= LABEL_MIN_FILL:
+        return True
+    if clear is None:
         return False
-    rect_area, _, _ = min_area_rect(outline_points(piece))
-    return pixels >= LABEL_MIN_FILL * rect_area
+    # A thin garment's clear part, once opened, can be a speck that fills its rectangle too.
+    pixels, fill = rectangle_fill(piece & clear[where])
+    return fill >= LABEL_MIN_FILL and pixels >= LABEL_CLEAR_SHARE * area
+
+
+def rectangle_fill(piece: np.ndarray) -> tuple[int, float]:
+    """A piece's own shape: its pixels, and the share of its minimum-area rectangle they fill (0.0
+    for a shape too small to tell)."""
+    # Holes filled (a barcode's bars and the paper between them average out to the belt's grey at
+    # working resolution), one-pixel fringes gone (belt texture touching its edge).
+    shape = ndimage.binary_opening(fill_holes(np.pad(piece, 1)), structure=EIGHT_NEIGHBOURS)
+    pixels = int(np.count_nonzero(shape))
+    if pixels < 8:
+        return pixels, 0.0
+    rect_area, _, _ = min_area_rect(outline_points(shape))
+    return pixels, pixels / rect_area
 
 
 def touches_frame(mask: np.ndarray) -> bool:

@@ -19,7 +19,16 @@ from app.inference.segmentation.belt import (
     lightness,
     refit_background,
 )
-from app.inference.segmentation.pieces import Box, box_of, faint, fill_holes, foreground, items, touches_frame
+from app.inference.segmentation.pieces import (
+    Box,
+    box_of,
+    clear_part,
+    faint,
+    fill_holes,
+    foreground,
+    items,
+    touches_frame,
+)
 from app.inference.segmentation.pose import tilt_of
 from app.inference.segmentation.texture import smooth_on_textured_belt
 from app.reasons import Reason
@@ -119,7 +128,7 @@ def segment(rgb_u8: np.ndarray) -> Segmentation:
     by_colour = foreground(dist, threshold)
     rows, cols, _ = border_samples(height, width)
     smooth = smooth_on_textured_belt(lightness(even), (rows[belt.inlier], cols[belt.inlier]))
-    found = items(by_colour if smooth is None else by_colour | smooth)
+    found = items(by_colour if smooth is None else by_colour | smooth, clear_part(dist, threshold))
     if not found or found[0].area < MIN_GARMENT_FRACTION * height * width:
         blank = np.full((height, width, 3), round(LIGHT), np.uint8)
         return Segmentation(blank, None, (Reason.NO_GARMENT,), 0.0)

@@ -44,6 +44,28 @@ def test_a_label_is_a_small_piece_that_fills_its_rectangle():
     assert not pieces.is_label_piece(labels, where, 1, 600, frame=100_000)
 
 
+def test_a_label_with_a_ragged_paper_edge_is_told_by_its_clear_part():
+    labels = np.zeros((100, 100), np.int32)
+    labels[10:30, 10:50] = 1  # the print, clear of the belt
+    for left in range(10, 50, 6):
+        labels[5:10, left : left + 3] = 1  # the paper's ragged edge, at the foreground floor
+    where = (slice(5, 30), slice(10, 50))
+    clear = np.zeros((100, 100), bool)
+    clear[10:30, 10:50] = True
+    assert not pieces.is_label_piece(labels, where, 1, 900, frame=100_000)
+    assert pieces.is_label_piece(labels, where, 1, 900, frame=100_000, clear=clear)
+
+
+def test_a_thin_garment_whose_clear_part_is_a_speck_is_not_a_label():
+    labels = np.zeros((100, 100), np.int32)
+    labels[10:16, 10:70] = 1  # a sandal's sole, faint under a shadow ...
+    labels[4:10, 30:34] = 1  # ... and its strap
+    where = (slice(4, 16), slice(10, 70))
+    clear = np.zeros((100, 100), bool)
+    clear[11:15, 40:44] = True  # only a dark buckle stands out clearly: a square of 16 pixels
+    assert not pieces.is_label_piece(labels, where, 1, 384, frame=100_000, clear=clear)
+
+
 def test_an_item_touching_the_frame_over_a_few_pixels_is_cut_off():
     mask = np.zeros((100, 100), bool)
     mask[40:60, 40:60] = True
