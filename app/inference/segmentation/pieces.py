@@ -160,8 +160,12 @@ def is_label_piece(
         return True
     if clear is None:
         return False
-    # A thin garment's clear part, once opened, can be a speck that fills its rectangle too.
-    pixels, fill = rectangle_fill(piece & clear[where])
+    # A thin garment's clear part, once opened, can be a speck that fills its rectangle too. Opening
+    # only removes pixels, so a part already under the share is not measured.
+    print_part = piece & clear[where]
+    if np.count_nonzero(print_part) < LABEL_CLEAR_SHARE * area:
+        return False
+    pixels, fill = rectangle_fill(print_part)
     return fill >= LABEL_MIN_FILL and pixels >= LABEL_CLEAR_SHARE * area
 
 
