@@ -59,9 +59,11 @@ def stage_costs(photos: list[bytes], repeats: int = 3) -> dict[str, Any]:
     """Median CPU milliseconds per stage over the photos (each run ``repeats`` times)."""
     from app.config import load_settings
     from app.inference import preprocess
+    from app.inference.blas import one_blas_thread
     from app.inference.segmentation.segment import segment
     from app.inference.tensorflow_model import load_tensorflow_model
 
+    one_blas_thread()  # as the service runs it
     settings = load_settings()
     model = load_tensorflow_model(settings.resolved_model_dir(), 1, 1, 1, settings.precision)
     model.warmup()

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from app import errors
 from app.config import Settings
 from app.inference.batcher import Batcher
+from app.inference.blas import one_blas_thread
 from app.inference.loader import load_model, load_version
 from app.inference.model import Model
 from app.metrics import Metrics
@@ -83,6 +84,11 @@ class Service:
         self.sessions = Sessions(settings.session_secret or secrets.token_urlsafe(32))
         self.lifecycle = Lifecycle(self.metrics, settings.drain_timeout_s, self._work_idle)
         self._preprocess_pool: ThreadPoolExecutor | None = None
+        # The pool is the parallelism: a product's own threads would only compete with it. Set here,
+        # where the app is built (the main thread), not in start() (the event loop's thread, which
+        # under a test client is another): once the main thread has set a limit, OpenBLAS ignores
+        # one set from any other thread (measured with 0.3.30).
+        one_blas_thread()
         self._warmup_task: asyncio.Task[None] | None = None
 
     # --- start ----------------------------------------------------------------------------------
