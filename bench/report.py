@@ -276,15 +276,16 @@ def _camera_section(results: dict[str, Any]) -> list[str]:
     camera = results.get("camera")
     if not camera:
         return _not_measured("## Camera-size photos", "camera")
-    sizes = {name: figures for name, figures in camera.items() if isinstance(figures, dict)}
+    sizes = {name: figures for name, figures in camera.items() if isinstance(figures, dict) and "http" in figures}
     lines = [
         "## Camera-size photos",
         "",
         (
-            f"Measured {camera['date']} (`python -m bench camera`; bench/camera.py). Scanner photos of test"
-            " garments on every kind of belt, brought to camera size with sensor noise and saved as"
+            f"Measured {camera['date']}{_measured_on(camera)} (`python -m bench camera`; bench/camera.py). Scanner"
+            " photos of test garments on every kind of belt, brought to camera size with sensor noise and saved as"
             " quality-90 JPEGs. Per stage: CPU milliseconds in one thread, the median over 20 photos."
-            " Over HTTP: one JPEG per POST /classify (multipart), wrk, the photo of median cost."
+            " Over HTTP: one JPEG per POST /classify (multipart), wrk, the photo of median cost; the server's CPU"
+            " per photo counts every thread of the server process."
         ),
         "",
         _row(["photo", "JPEG", "decode", "segmentation", "recipe", "inference (batch 1)", "total"]),
@@ -302,9 +303,14 @@ def _camera_section(results: dict[str, Any]) -> list[str]:
                 ]
             )
         )
-    lines += ["", _row(["photo", "concurrency", "photos/s", "p50", "p99", "errors"]), _row(["---", *["---:"] * 5])]
+    lines += [
+        "",
+        _row(["photo", "concurrency", "photos/s", "p50", "p99", "server CPU per photo", "errors"]),
+        _row(["---", *["---:"] * 6]),
+    ]
     for name, figures in sizes.items():
         for row in figures["http"]:
+            cpu_ms = row.get("server_cpu_ms_per_request")
             lines.append(
                 _row(
                     [
@@ -313,11 +319,20 @@ def _camera_section(results: dict[str, Any]) -> list[str]:
                         f"{row['requests_per_s']:.0f}",
                         f"{row['p50_ms']:.2f} ms",
                         f"{row['p99_ms']:.2f} ms",
+                        "-" if cpu_ms is None else f"{cpu_ms:.1f} ms",
                         row["errors"],
                     ]
                 )
             )
     return [*lines, ""]
+
+
+def _measured_on(part: dict[str, Any]) -> str:
+    """What follows the date: where the part recorded its machine, its CPU, core count and precision."""
+    where = part.get("machine")
+    if not where:
+        return ""
+    return f", on {where['cpu']} ({where['logical CPUs']} logical CPUs), served in {where['served in']}"
 
 
 LOG_NAMES = {"off": "log off", "sqlite": "SQLite (embedded default)", "postgresql": "PostgreSQL (local)"}

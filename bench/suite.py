@@ -343,7 +343,10 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _dated(part: dict[str, Any]) -> dict[str, Any]:
-    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), **part}
+    """A part's figures with when and where they were measured: a part measured alone may come from
+    another machine than the suite's table describes (two machines may share a CPU model name)."""
+    where = {"cpu": machine()["cpu"], "logical CPUs": str(os.cpu_count()), "served in": served_precision()}
+    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": where, **part}
 
 
 def _write(results: dict[str, Any], out: Path) -> None:

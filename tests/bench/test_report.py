@@ -61,3 +61,13 @@ def test_the_tracing_section_says_when_it_was_not_measured_and_renders_its_figur
     text = report(results, "bench")
     assert "| off | 1,000 |  | 60.00 ms | 80.00 ms | 0.500 ms | 0 |" in text
     assert "| on | 900 | 90.0 % | 66.00 ms | 90.00 ms | 0.500 ms | 0 |" in text
+
+
+def test_the_camera_section_says_which_machine_it_was_measured_on():
+    results = committed_results()
+    results["camera"]["machine"] = {"cpu": "AMD EPYC", "logical CPUs": "2", "served in": "float32"}
+    text = report(results, "bench")
+    assert ", on AMD EPYC (2 logical CPUs), served in float32 (`python -m bench camera`" in text
+    assert "| machine" not in text  # where it ran is no photo size
+    results["camera"].pop("machine")
+    assert "Measured " + results["camera"]["date"] + " (`python -m bench camera`" in report(results, "bench")
