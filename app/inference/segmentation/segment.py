@@ -21,6 +21,7 @@ from app.inference.segmentation.belt import (
 )
 from app.inference.segmentation.pieces import (
     Box,
+    Item,
     box_of,
     clear_part,
     faint,
@@ -36,6 +37,10 @@ from app.reasons import Reason
 LIGHT = 253.0  # the dataset's photo background, #fdfdfd
 NOISE_FACTOR = 2.0  # foreground threshold: this many times the border's 99th-percentile distance
 MIN_GARMENT_FRACTION = 0.005  # of the frame: a smaller item is no garment
+# An item found mostly by its smoothness, not its colour, must be larger: on a grooved belt the
+# grooves fade in worn spots, and those smooth spots were 0.1-0.7 % of the frame on validation
+# empty belts, where the smallest black garment found that way on grooved rubber was 3.9 %.
+MIN_SMOOTH_GARMENT_FRACTION = 0.015
 SECOND_ITEM_RATIO = 0.25  # another item at least this large (vs the garment): multiple items
 LOW_CONTRAST_DISTANCE = 12.0  # the garment's median distance from the belt below this: low contrast
 FEATHER_SIGMA_PX = 0.7  # the garment's edge, softened as a photo's edge is
@@ -119,6 +124,13 @@ def even_out(rgb: np.ndarray) -> Evened:
     return _evened(rgb, refit_background(rgb, first.belt, ~standing_out))
 
 
+def _least_garment_area(item: Item, by_colour: np.ndarray, smooth_cue: bool) -> float:
+    """The share of the frame below which ``item`` is no garment."""
+    if smooth_cue and 2 * np.count_nonzero(by_colour[item.mask]) < item.area:  # found mostly as smooth
+        return MIN_SMOOTH_GARMENT_FRACTION
+    return MIN_GARMENT_FRACTION
+
+
 def segment(rgb_u8: np.ndarray) -> Segmentation:
     """(h, w, 3) uint8 work image -> the garment composited upright on the light background."""
     rgb = rgb_u8.astype(np.float32)
@@ -129,7 +141,7 @@ def segment(rgb_u8: np.ndarray) -> Segmentation:
     rows, cols, _ = border_samples(height, width)
     smooth = smooth_on_textured_belt(lightness(even), (rows[belt.inlier], cols[belt.inlier]))
     found = items(by_colour if smooth is None else by_colour | smooth, clear_part(dist, threshold))
-    if not found or found[0].area < MIN_GARMENT_FRACTION * height * width:
+    if not found or found[0].area < _least_garment_area(found[0], by_colour, smooth is not None) * height * width:
         blank = np.full((height, width, 3), round(LIGHT), np.uint8)
         return Segmentation(blank, None, (Reason.NO_GARMENT,), 0.0)
     garment = found[0]

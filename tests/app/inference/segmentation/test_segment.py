@@ -80,6 +80,15 @@ def test_a_black_garment_on_black_grooved_rubber_is_found_and_low_contrast():
     assert found.box is not None and np.abs(np.subtract(found.box, box)).max() <= 2
 
 
+def test_a_worn_smooth_spot_on_grooved_rubber_is_no_garment():
+    """Where the grooves wear away the belt is smooth: an item to the smoothness cue, but a small one."""
+    canvas = belt(30.0)
+    canvas += (12.0 * np.sin(2 * np.pi * np.arange(WIDTH, dtype=np.float32) / 3.0))[None, :, None]
+    canvas[60:74, 90:104] = 30.0  # 14 x 14 px worn smooth: with its grown edge about 1 % of the frame
+    found = run(canvas + np.random.default_rng(0).normal(0.0, 1.0, canvas.shape))
+    assert found.reasons == (Reason.NO_GARMENT,) and found.box is None
+
+
 def test_a_label_is_not_the_garment():
     canvas = belt(40.0)
     box = shirt(canvas, 40, 110)
