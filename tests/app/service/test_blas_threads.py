@@ -20,7 +20,7 @@ def test_a_started_service_runs_blas_products_in_the_calling_thread(make_client)
     matrix = np.random.default_rng(0).random((600, 600))
 
     def products() -> None:
-        for _ in range(10):
+        for _ in range(20):
             matrix @ matrix
 
     # BLAS threads are process-wide: set two, as a 2-core machine starts, whatever ran before.
