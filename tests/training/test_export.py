@@ -137,6 +137,16 @@ def test_flip_averaging_export_matches_calibration_logits(model, tmp_path, fashi
     assert np.abs(served["logits"] - predict_logits(Ensemble((model,)), images)).max() > 1e-3
 
 
+def clear_of_the_line(logits: np.ndarray, flip_below: float) -> dict[str, np.ndarray]:
+    """Per precision, the images whose second look the served graph must decide as float32 does:
+    all in float32; in bfloat16 those whose top probability is not within 0.02 of ``flip_below``,
+    which bfloat16's rounding may move across it (emulated on CPUs without bfloat16, it did)."""
+    top = softmax(logits).max(axis=1)
+    clear = np.abs(top - flip_below) > 0.02
+    assert clear.sum() > 0.8 * len(top)  # most images are judged
+    return {"float32": np.ones(len(top), bool), "bfloat16": clear}
+
+
 def test_flip_below_mirrors_only_the_unsure_images_in_the_graph_as_in_calibration(model, tmp_path, fashion):
     images = fashion.x_test[:256]
     flip_below = Ensemble((model,), flip_below=0.9)
@@ -150,9 +160,10 @@ def test_flip_below_mirrors_only_the_unsure_images_in_the_graph_as_in_calibratio
 
     version_dir = export.export(flip_below, tmp_path / "m", {})
     assert json.loads((version_dir / "metadata.json").read_text())["flip_below"] == 0.9
+    decided = clear_of_the_line(plain, 0.9)
     for precision, tolerance in (("float32", 1e-4), ("bfloat16", 0.5)):
         served = export.predict_exported(version_dir, images, precision)["logits"]
-        assert np.abs(served - expected).max() < tolerance
+        assert np.abs(served - expected)[decided[precision]].max() < tolerance
     for batch in (images[:1], images[unsure][:3], images[~unsure][:3]):  # all, some or none mirrored
         served = export.predict_exported(version_dir, batch)["logits"]
         assert np.abs(served - predict_logits(flip_below, batch)).max() < 1e-4
@@ -172,9 +183,10 @@ def test_unsure_members_join_the_mean_for_the_unsure_images_only(model, second, 
     version_dir = export.export(with_second_look, tmp_path / "m", {})
     metadata = json.loads((version_dir / "metadata.json").read_text())
     assert (metadata["ensemble_size"], metadata["unsure_members"], metadata["params"]) == (1, 1, 2 * SMOKE_PARAMS)
+    decided = clear_of_the_line(plain, 0.9)
     for precision, tolerance in (("float32", 1e-4), ("bfloat16", 0.5)):
         served = export.predict_exported(version_dir, images, precision)["logits"]
-        assert np.abs(served - expected).max() < tolerance
+        assert np.abs(served - expected)[decided[precision]].max() < tolerance
     for batch in (images[:1], images[unsure][:3], images[~unsure][:3]):  # all, some or none take the second look
         served = export.predict_exported(version_dir, batch)["logits"]
         assert np.abs(served - predict_logits(with_second_look, batch)).max() < 1e-4
