@@ -124,11 +124,14 @@ def even_out(rgb: np.ndarray) -> Evened:
     return _evened(rgb, refit_background(rgb, first.belt, ~standing_out))
 
 
-def _least_garment_area(item: Item, by_colour: np.ndarray, smooth_cue: bool) -> float:
-    """The share of the frame below which ``item`` is no garment."""
-    if smooth_cue and 2 * np.count_nonzero(by_colour[item.mask]) < item.area:  # found mostly as smooth
-        return MIN_SMOOTH_GARMENT_FRACTION
-    return MIN_GARMENT_FRACTION
+def _is_garment(item: Item, by_colour: np.ndarray, smooth_cue: bool) -> bool:
+    """Whether ``item`` is large enough to be a garment: larger still if found mostly as smooth."""
+    frame_px = item.mask.size
+    if item.area < MIN_GARMENT_FRACTION * frame_px:
+        return False
+    if not smooth_cue or item.area >= MIN_SMOOTH_GARMENT_FRACTION * frame_px:
+        return True  # most photos: no need to count how it was found
+    return bool(2 * np.count_nonzero(by_colour[item.mask]) >= item.area)
 
 
 def segment(rgb_u8: np.ndarray) -> Segmentation:
@@ -141,7 +144,7 @@ def segment(rgb_u8: np.ndarray) -> Segmentation:
     rows, cols, _ = border_samples(height, width)
     smooth = smooth_on_textured_belt(lightness(even), (rows[belt.inlier], cols[belt.inlier]))
     found = items(by_colour if smooth is None else by_colour | smooth, clear_part(dist, threshold))
-    if not found or found[0].area < _least_garment_area(found[0], by_colour, smooth is not None) * height * width:
+    if not found or not _is_garment(found[0], by_colour, smooth is not None):
         blank = np.full((height, width, 3), round(LIGHT), np.uint8)
         return Segmentation(blank, None, (Reason.NO_GARMENT,), 0.0)
     garment = found[0]
