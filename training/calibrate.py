@@ -27,7 +27,8 @@ CALIBRATION_FILE = "calibration.json"  # in the run directory: what export serve
 # Settings that do not change what a network learns: a run and its held-out twin may differ in them.
 # A fine-tuned pair starts from different weights by design (each from its own version's network).
 # unpacked: where `garment-sorter unpack` took a network from, not how it was trained.
-NOT_RECIPE = ("full_train", "histograms", "patience", "init_from", "unpacked")
+# A distilled pair learns from different teachers by design (each from its own split's ensemble).
+NOT_RECIPE = ("full_train", "histograms", "patience", "init_from", "unpacked", "teacher")
 # The held-out twin's own figures that a full-train model's calibration quotes.
 TWIN_FIGURES = (
     "validation_accuracy",

@@ -115,6 +115,19 @@ def _add_train_options(p: argparse.ArgumentParser, default_epochs: int) -> None:
         help="a render set (`python -m bench renders`): scanner photos as the service preprocessed them join training",
     )
     p.add_argument(
+        "--teacher",
+        default=None,
+        metavar="RUN",
+        help="distil: a calibrated RUN (`garment-sorter calibrate`); the probabilities it serves join each "
+        "image's label as the target (a held-out run needs a held-out teacher)",
+    )
+    p.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=0.7,
+        help="with --teacher: the teacher's share of each target, the one-hot label the rest (default 0.7)",
+    )
+    p.add_argument(
         "--freeze-batch-norm",
         action="store_true",
         help="BatchNormalization in inference mode with fixed weights (fine-tuning an unpacked network needs it)",
@@ -147,6 +160,8 @@ def _train_config(args: argparse.Namespace, arch: str) -> TrainConfig:
         init_from=args.init_from,
         renders=args.renders,
         freeze_batch_norm=args.freeze_batch_norm,
+        teacher=args.teacher,
+        teacher_weight=args.teacher_weight,
     )
 
 

@@ -130,9 +130,11 @@ def make_dataset(
     seed: int = 0,
     zoom: float = 0.0,
     scanner: bool = False,
+    targets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """tf.data pipeline of (float32 images in [0,1], one-hot labels), batched and prefetched."""
-    ds = tf.data.Dataset.from_tensor_slices((to_model_inputs(images), one_hot(labels)))
+    """tf.data pipeline of (float32 images in [0,1], one-hot labels), batched and prefetched.
+    ``targets`` (float32 (N, 10), e.g. a teacher's probabilities mixed in) replace the one-hot labels."""
+    ds = tf.data.Dataset.from_tensor_slices((to_model_inputs(images), one_hot(labels) if targets is None else targets))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)

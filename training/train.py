@@ -62,6 +62,8 @@ class TrainConfig:
     init_from: str | None = None  # fine-tune: start from this run's best weights (same architecture)
     renders: str | None = None  # a render set (contract/renders.py): scanner photos as preprocessed, mixed in
     freeze_batch_norm: bool = False  # BatchNormalization in inference mode, its weights fixed (fine-tuning)
+    teacher: str | None = None  # distil: a calibrated run whose served probabilities join the labels (training.distill)
+    teacher_weight: float = 0.7  # with teacher: its share of each image's target, the one-hot label the rest
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -87,6 +89,7 @@ class TrainConfig:
                 self.lr_schedule in ("constant", "cosine"),
                 f"--lr-schedule must be constant or cosine (got {self.lr_schedule})",
             ),
+            (0 < self.teacher_weight <= 1, f"--teacher-weight must be in (0, 1] (got {self.teacher_weight})"),
             (
                 self.limit_train is None or self.limit_train >= 10,
                 f"--limit-train must be >= 10 (got {self.limit_train})",
@@ -253,6 +256,17 @@ def _initial_weights(model: keras.Model, config: TrainConfig) -> None:
     model.set_weights(load_best(source).get_weights())
 
 
+def _teacher_targets(config: TrainConfig, images: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """With --teacher: each training image's target (training.distill); else None (the one-hot label)."""
+    if config.teacher is None:
+        return None
+    from training.distill import soft_targets  # here, not at the top: distill needs calibrate, which imports train
+
+    return soft_targets(
+        Path(config.teacher), images, labels, config.teacher_weight, config.full_train, config.split_seed
+    )
+
+
 def _compiled_model(config: TrainConfig, steps_per_epoch: int) -> tuple[keras.Model, keras.losses.Loss]:
     """The untrained network, compiled under the configured distribution strategy, and its loss."""
     with make_strategy(config.strategy).scope():
@@ -352,12 +366,14 @@ def train(
     keras.utils.set_random_seed(config.seed)
     warehouse = _warehouse_parts(config)
     x_train, y_train = _training_images(config, split, None if warehouse is None else warehouse[0])
+    targets = _teacher_targets(config, x_train, y_train)
     model, loss = _compiled_model(config, steps_per_epoch=math.ceil(len(x_train) / config.batch_size))
     _initial_weights(model, config)
     train_ds = pipeline.make_dataset(
         x_train,
         y_train,
         config.batch_size,
+        targets=targets,
         shuffle=True,
         augment=config.augment,
         seed=config.seed,

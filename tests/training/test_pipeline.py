@@ -60,3 +60,13 @@ def test_the_scanner_look_blurs_edges_of_the_share_asked():
     blurred = out[:, 7, 10, 0] > 0  # the row just outside the square picks up light when blurred
     assert 0.35 < blurred.mean() < 0.65
     assert np.allclose(out[~blurred], square[~blurred])
+
+
+def test_targets_replace_the_one_hot_labels_image_for_image(fashion):
+    images, labels = fashion.x_train[:10], fashion.y_train[:10]
+    targets = np.full((10, 10), 0.1, np.float32) * np.arange(1, 11, dtype=np.float32)[:, None]
+    batch_images, batch_targets = next(iter(pipeline.make_dataset(images, labels, 10, targets=targets)))
+    assert np.array_equal(np.asarray(batch_targets), targets)
+    assert np.array_equal(np.asarray(batch_images), data.to_model_inputs(images))
+    _, plain = next(iter(pipeline.make_dataset(images, labels, 10)))
+    assert np.array_equal(np.asarray(plain), data.one_hot(labels))
