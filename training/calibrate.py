@@ -208,7 +208,9 @@ def recipe(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that shape the network; those a run predates take their defaults."""
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     defaults |= {f.name: f.default_factory() for f in fields(TrainConfig) if f.default_factory is not MISSING}
-    return {k: v for k, v in {**defaults, **config}.items() if k not in NOT_RECIPE}
+    settings = {**defaults, **config}
+    # Which teacher is not the recipe, but whether there was one is: a distilled twin backs no untaught run.
+    return {k: v for k, v in settings.items() if k not in NOT_RECIPE} | {"distilled": settings["teacher"] is not None}
 
 
 def _member_configs(run_dirs: tuple[Path, ...]) -> list[dict[str, Any]]:

@@ -82,6 +82,7 @@ def test_a_student_trains_towards_its_teacher_and_says_whom_it_learnt_from(teach
     )
     # A twin and its full-train copy learn from different teachers by design: the same recipe.
     assert recipe(config) == recipe({**config, "teacher": "runs/another-teacher"})
+    assert recipe(config) != recipe({**config, "teacher": None})
 
 
 def test_the_teacher_weight_is_checked(tmp_path):
