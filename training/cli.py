@@ -175,10 +175,13 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from training.distill import teacher_targets
     from training.train import train
 
     out = Path(args.out) if args.out else Path("runs") / args.arch
-    result = train(_train_config(args, args.arch), out, resume=args.resume)
+    config = _train_config(args, args.arch)
+    targets = None if config.teacher is None else teacher_targets(config)
+    result = train(config, out, resume=args.resume, teacher_targets=targets)
     print(json.dumps({k: v for k, v in result.to_json().items() if k != "history"}, indent=2))
     return 0
 

@@ -29,7 +29,7 @@ import numpy as np
 from training import data
 from training.calibrate import calibrated_runs, read_calibration, softmax
 from training.ensemble import Ensemble, predict_logits
-from training.train import load_best
+from training.train import Targets, TrainConfig, load_best
 
 
 class TeacherError(ValueError):
@@ -60,4 +60,16 @@ def soft_targets(
     runs, temperature = teacher_runs(Path(teacher_dir), full_train, split_seed)
     probabilities = softmax(predict_logits(runs.map(load_best), images), temperature)
     targets: np.ndarray = (weight * probabilities + (1.0 - weight) * data.one_hot(labels)).astype(np.float32)
+    return targets
+
+
+def teacher_targets(config: TrainConfig) -> Targets:
+    """What ``train`` needs for ``config.teacher``: images and labels -> their targets."""
+    if config.teacher is None:
+        raise ValueError("no --teacher to learn from")
+    teacher_dir = Path(config.teacher)
+
+    def targets(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return soft_targets(teacher_dir, images, labels, config.teacher_weight, config.full_train, config.split_seed)
+
     return targets

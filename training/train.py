@@ -17,6 +17,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from training.optimizers import OPTIMIZERS, make_optimizer
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+# (uint8 images (N, 28, 28), labels (N,)) -> float32 targets (N, 10) in place of the one-hot labels
+Targets = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -256,17 +259,6 @@ def _initial_weights(model: keras.Model, config: TrainConfig) -> None:
     model.set_weights(load_best(source).get_weights())
 
 
-def _teacher_targets(config: TrainConfig, images: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
-    """With --teacher: each training image's target (training.distill); else None (the one-hot label)."""
-    if config.teacher is None:
-        return None
-    from training.distill import soft_targets  # here, not at the top: distill needs calibrate, which imports train
-
-    return soft_targets(
-        Path(config.teacher), images, labels, config.teacher_weight, config.full_train, config.split_seed
-    )
-
-
 def _compiled_model(config: TrainConfig, steps_per_epoch: int) -> tuple[keras.Model, keras.losses.Loss]:
     """The untrained network, compiled under the configured distribution strategy, and its loss."""
     with make_strategy(config.strategy).scope():
@@ -355,9 +347,15 @@ def train(
     resume: bool = False,
     verbose: int = 2,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
+    teacher_targets: Targets | None = None,
 ) -> RunResult:
-    """Train, checkpoint the best validation epoch, evaluate train/val/test once at the end."""
+    """Train, checkpoint the best validation epoch, evaluate train/val/test once at the end.
+    With ``config.teacher``, ``teacher_targets`` (training.distill.teacher_targets) gives each
+    training image's target: passed in, because the teacher is a calibrated run and calibrate
+    imports this module."""
     config.validate()
+    if (config.teacher is None) != (teacher_targets is None):
+        raise ValueError("a teacher's targets come with --teacher and only with it (training.distill.teacher_targets)")
     # the dataset is found before the run directory is touched: a missing one leaves nothing behind
     split = data.split_train_validation(data.load_fashion_mnist(), seed=config.split_seed)
     out_dir = Path(out_dir)
@@ -366,14 +364,13 @@ def train(
     keras.utils.set_random_seed(config.seed)
     warehouse = _warehouse_parts(config)
     x_train, y_train = _training_images(config, split, None if warehouse is None else warehouse[0])
-    targets = _teacher_targets(config, x_train, y_train)
     model, loss = _compiled_model(config, steps_per_epoch=math.ceil(len(x_train) / config.batch_size))
     _initial_weights(model, config)
     train_ds = pipeline.make_dataset(
         x_train,
         y_train,
         config.batch_size,
-        targets=targets,
+        targets=None if teacher_targets is None else teacher_targets(x_train, y_train),
         shuffle=True,
         augment=config.augment,
         seed=config.seed,

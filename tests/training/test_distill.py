@@ -7,14 +7,14 @@ import shutil
 
 import numpy as np
 import pytest
-from smoke_runs import train_smoke
+from smoke_runs import SMOKE, train_smoke
 
 from training import data
 from training.architectures import logits_model
 from training.calibrate import calibrate_run, recipe, softmax
-from training.distill import TeacherError, soft_targets, teacher_runs
+from training.distill import TeacherError, soft_targets, teacher_runs, teacher_targets
 from training.ensemble import Ensemble
-from training.train import load_best
+from training.train import TrainConfig, load_best, train
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,10 @@ def test_an_uncalibrated_teacher_is_refused(smoke_run):
 
 def test_a_student_trains_towards_its_teacher_and_says_whom_it_learnt_from(teacher, tmp_path):
     first, _, _ = teacher
-    taught = train_smoke(tmp_path / "taught", epochs=1, histograms=False, teacher=str(first), teacher_weight=1.0)
+    config = TrainConfig(**{**SMOKE, "epochs": 1, "histograms": False, "teacher": str(first), "teacher_weight": 1.0})
+    with pytest.raises(ValueError, match=r"^a teacher's targets come with --teacher and only with it"):
+        train(config, tmp_path / "untaught", verbose=0)
+    taught = train(config, tmp_path / "taught", verbose=0, teacher_targets=teacher_targets(config))
     plain = train_smoke(tmp_path / "plain", epochs=1, histograms=False)
     config = json.loads((taught.run_dir / "config.json").read_text())
     assert (config["teacher"], config["teacher_weight"]) == (str(first), 1.0)
