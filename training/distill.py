@@ -64,10 +64,12 @@ def soft_targets(
 
 
 def teacher_targets(config: TrainConfig) -> Targets:
-    """What ``train`` needs for ``config.teacher``: images and labels -> their targets."""
+    """What ``train`` needs for ``config.teacher``: images and labels -> their targets. A teacher
+    that cannot teach is refused here, before the run directory is touched."""
     if config.teacher is None:
         raise ValueError("no --teacher to learn from")
     teacher_dir = Path(config.teacher)
+    teacher_runs(teacher_dir, config.full_train, config.split_seed)
 
     def targets(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return soft_targets(teacher_dir, images, labels, config.teacher_weight, config.full_train, config.split_seed)

@@ -61,6 +61,8 @@ def test_a_held_out_student_refuses_a_teacher_that_saw_the_validation_split(teac
         (second / "config.json").write_text(json.dumps(config))
     with pytest.raises(TeacherError, match=r"first split the training images with another seed"):
         teacher_runs(first, full_train=False, split_seed=data.DEFAULT_SPLIT_SEED + 1)
+    with pytest.raises(TeacherError, match=r"first split the training images with another seed"):
+        teacher_targets(TrainConfig(**{**SMOKE, "teacher": str(first), "split_seed": data.DEFAULT_SPLIT_SEED + 1}))
 
 
 def test_an_uncalibrated_teacher_is_refused(smoke_run):
