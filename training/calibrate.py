@@ -213,7 +213,8 @@ def recipe(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in NOT_RECIPE} | {"distilled": settings["teacher"] is not None}
 
 
-def _member_configs(run_dirs: tuple[Path, ...]) -> list[dict[str, Any]]:
+def member_configs(run_dirs: tuple[Path, ...]) -> list[dict[str, Any]]:
+    """Each finished run's config.json (calibrate and distill read a served ensemble's recipes)."""
     configs = []
     for member in run_dirs:
         if not (member / "best.keras").exists():
@@ -250,7 +251,7 @@ def calibrate_run(
     Runs trained on all 60,000 images (``full_train``) have no clean validation split; they take the
     temperature and review threshold of ``held_out_twin``, a calibrated run (ensemble) of the same
     recipes trained on the 50,000 only, and are measured on test."""
-    configs = _member_configs(runs.networks)
+    configs = member_configs(runs.networks)
     figures_dir = Path(out_dir) if out_dir is not None else runs.members[0]
     if held_out_twin is None:
         result = _calibrate_on_validation(runs, configs, figures_dir)
@@ -310,7 +311,7 @@ def _calibrate_from_twin(
         )
     twin = read_calibration(twin_dir)
     twin_runs = calibrated_runs(twin_dir, twin)
-    _check_twin(runs, configs, twin_runs, _member_configs(twin_runs.networks))
+    _check_twin(runs, configs, twin_runs, member_configs(twin_runs.networks))
     dataset = data.load_fashion_mnist()
     test_logits = predict_logits(runs.map(load_best), dataset.x_test)
     temperature, threshold = twin["temperature"], twin["review_threshold"]

@@ -20,14 +20,12 @@ its calibration and every choice rest, would flatter it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from training import data
-from training.calibrate import calibrated_runs, read_calibration, softmax
+from training.calibrate import calibrated_runs, member_configs, read_calibration, softmax
 from training.ensemble import Ensemble, predict_logits
 from training.train import Targets, TrainConfig, load_best
 
@@ -41,8 +39,7 @@ def teacher_runs(teacher_dir: Path, full_train: bool, split_seed: int) -> tuple[
     student's teacher saw the validation split, or the two split the 60,000 differently."""
     calibration = read_calibration(teacher_dir)
     runs = calibrated_runs(teacher_dir, calibration)
-    for run in runs.networks:
-        config: dict[str, Any] = json.loads((run / "config.json").read_text())
+    for run, config in zip(runs.networks, member_configs(runs.networks), strict=True):
         if not full_train and config.get("full_train", False):
             raise TeacherError(
                 f"{run} was trained on the validation split: a held-out student needs a held-out teacher"
