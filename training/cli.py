@@ -128,6 +128,14 @@ def _add_train_options(p: argparse.ArgumentParser, default_epochs: int) -> None:
         help="with --teacher: the teacher's share of each target, the one-hot label the rest (default 0.7)",
     )
     p.add_argument(
+        "--teacher-temperature",
+        type=float,
+        default=None,
+        metavar="T",
+        help="with --teacher: soften the served probabilities and the student's alike by T and learn them "
+        "in their own loss term (Hinton's distillation); without it they are mixed into the label",
+    )
+    p.add_argument(
         "--freeze-batch-norm",
         action="store_true",
         help="BatchNormalization in inference mode with fixed weights (fine-tuning an unpacked network needs it)",
@@ -162,6 +170,7 @@ def _train_config(args: argparse.Namespace, arch: str) -> TrainConfig:
         freeze_batch_norm=args.freeze_batch_norm,
         teacher=args.teacher,
         teacher_weight=args.teacher_weight,
+        teacher_temperature=args.teacher_temperature,
     )
 
 

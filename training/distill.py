@@ -11,7 +11,8 @@ calibration.json names, at its temperature, exactly as export would serve them. 
 are computed once, on the un-augmented training images (the dataset's and any render set's); the
 augmented views of an image train towards the same target, as the one-hot label does without a
 teacher. The target is ``weight`` times the teacher's probabilities plus the rest of the one-hot
-label; the loss's label smoothing applies to the whole.
+label; the loss's label smoothing applies to the whole. With a softening temperature (Hinton's
+way), teacher and label stay apart and training.losses weighs them.
 
 A held-out student (trained on the 50,000) needs a held-out teacher: a network trained on the
 validation split would carry it into the targets, and the student's validation figures, on which
@@ -50,12 +51,26 @@ def teacher_runs(teacher_dir: Path, full_train: bool, split_seed: int) -> tuple[
 
 
 def soft_targets(
-    teacher_dir: Path, images: np.ndarray, labels: np.ndarray, weight: float, full_train: bool, split_seed: int
+    teacher_dir: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    weight: float,
+    full_train: bool,
+    split_seed: int,
+    softening: float | None = None,
 ) -> np.ndarray:
-    """float32 (N, 10) targets for uint8 ``images`` (N, 28, 28) with ``labels`` (N,): ``weight``
-    times the teacher's calibrated probabilities plus ``1 - weight`` times the one-hot label."""
+    """float32 targets for uint8 ``images`` (N, 28, 28) with ``labels`` (N,).
+
+    Without ``softening``, (N, 10): ``weight`` times the teacher's calibrated probabilities plus
+    ``1 - weight`` times the one-hot label. With it, (N, 20) for training.losses: the calibrated
+    probabilities softened by that temperature (the served logits divided by it), then the one-hot
+    label; the loss weighs the two."""
     runs, temperature = teacher_runs(Path(teacher_dir), full_train, split_seed)
-    probabilities = softmax(predict_logits(runs.map(load_best), images), temperature)
+    logits = predict_logits(runs.map(load_best), images)
+    if softening is not None:
+        softened = softmax(logits, temperature * softening)
+        return np.concatenate([softened, data.one_hot(labels)], axis=1).astype(np.float32)
+    probabilities = softmax(logits, temperature)
     targets: np.ndarray = (weight * probabilities + (1.0 - weight) * data.one_hot(labels)).astype(np.float32)
     return targets
 
@@ -69,6 +84,14 @@ def teacher_targets(config: TrainConfig) -> Targets:
     teacher_runs(teacher_dir, config.full_train, config.split_seed)
 
     def targets(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return soft_targets(teacher_dir, images, labels, config.teacher_weight, config.full_train, config.split_seed)
+        return soft_targets(
+            teacher_dir,
+            images,
+            labels,
+            config.teacher_weight,
+            config.full_train,
+            config.split_seed,
+            softening=config.teacher_temperature,
+        )
 
     return targets

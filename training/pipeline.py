@@ -133,7 +133,8 @@ def make_dataset(
     targets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """tf.data pipeline of (float32 images in [0,1], one-hot labels), batched and prefetched.
-    ``targets`` (float32 (N, 10), e.g. a teacher's probabilities mixed in) replace the one-hot labels."""
+    ``targets`` (float32 (N, 10), e.g. a teacher's probabilities mixed in, or (N, 20) for
+    training.losses) replace the one-hot labels."""
     ds = tf.data.Dataset.from_tensor_slices((to_model_inputs(images), one_hot(labels) if targets is None else targets))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)

@@ -28,13 +28,14 @@ import tensorflow as tf
 
 from contract.renders import read_render_set
 from contract.warehouse import WarehouseSet, read_warehouse_set
-from training import architectures, data, pipeline, report
+from training import architectures, data, losses, pipeline, report
 from training.optimizers import OPTIMIZERS, make_optimizer
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-# (uint8 images (N, 28, 28), labels (N,)) -> float32 targets (N, 10) in place of the one-hot labels
+# (uint8 images (N, 28, 28), labels (N,)) -> float32 targets in place of the one-hot labels: (N, 10),
+# or (N, 20) for a softening teacher (training.losses)
 Targets = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -67,6 +68,8 @@ class TrainConfig:
     freeze_batch_norm: bool = False  # BatchNormalization in inference mode, its weights fixed (fine-tuning)
     teacher: str | None = None  # distil: a calibrated run whose served probabilities join the labels (training.distill)
     teacher_weight: float = 0.7  # with teacher: its share of each image's target, the one-hot label the rest
+    # with teacher: Hinton's softening of both sides (training.losses); None mixes the served probabilities in
+    teacher_temperature: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -93,6 +96,14 @@ class TrainConfig:
                 f"--lr-schedule must be constant or cosine (got {self.lr_schedule})",
             ),
             (0 < self.teacher_weight <= 1, f"--teacher-weight must be in (0, 1] (got {self.teacher_weight})"),
+            (
+                self.teacher_temperature is None or self.teacher_temperature > 0,
+                f"--teacher-temperature must be > 0 (got {self.teacher_temperature})",
+            ),
+            (
+                self.teacher_temperature is None or self.teacher is not None,
+                "--teacher-temperature needs --teacher",
+            ),
             (
                 self.limit_train is None or self.limit_train >= 10,
                 f"--limit-train must be >= 10 (got {self.limit_train})",
@@ -269,9 +280,18 @@ def _compiled_model(config: TrainConfig, steps_per_epoch: int) -> tuple[keras.Mo
             for layer in model.layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        model.compile(optimizer=_optimizer(config, steps_per_epoch), loss=loss, metrics=["accuracy"])
+        loss, accuracy = _loss_and_accuracy(config)
+        model.compile(optimizer=_optimizer(config, steps_per_epoch), loss=loss, metrics=[accuracy])
     return model, loss
+
+
+def _loss_and_accuracy(config: TrainConfig) -> tuple[keras.losses.Loss, Any]:
+    """Cross-entropy, or with a softening teacher Hinton's loss on 20-wide targets (training.losses),
+    whose accuracy reads the label half: history keeps its ``accuracy`` either way."""
+    if config.teacher_temperature is None:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing), "accuracy"
+    loss = losses.DistillationLoss(config.teacher_temperature, config.teacher_weight, config.label_smoothing)
+    return loss, keras.metrics.MeanMetricWrapper(losses.label_accuracy, name="accuracy")
 
 
 def _callbacks(

@@ -93,3 +93,44 @@ def test_a_student_trains_towards_its_teacher_and_says_whom_it_learnt_from(teach
 def test_the_teacher_weight_is_checked(tmp_path):
     with pytest.raises(ValueError, match=r"^--teacher-weight must be in \(0, 1\] \(got 0.0\)$"):
         train_smoke(tmp_path / "run", teacher_weight=0.0)
+
+
+def test_a_softening_teacher_keeps_its_probabilities_apart_from_the_label(teacher, split):
+    first, second, temperature = teacher
+    images, labels = split.x_train[:500], split.y_train[:500]
+    scaled = data.to_model_inputs(images)
+    mean = sum(logits_model(load_best(run)).predict(scaled, verbose=0) for run in (first, second)) / 2
+
+    targets = soft_targets(
+        first, images, labels, weight=0.7, full_train=False, split_seed=data.DEFAULT_SPLIT_SEED, softening=4.0
+    )
+    assert targets.dtype == np.float32 and targets.shape == (500, 20)
+    # Softened from what is served (its calibrated temperature), not from the raw logits.
+    assert np.abs(targets[:, :10] - softmax(mean, temperature * 4.0)).max() < 1e-5
+    assert np.array_equal(targets[:, 10:], data.one_hot(labels))
+    # Softer than served: the top class gives up share to the classes it could be mistaken for.
+    assert (targets[:, :10].max(axis=1) < softmax(mean, temperature).max(axis=1)).all()
+
+
+def test_a_student_of_a_softening_teacher_trains_on_hintons_loss(teacher, tmp_path):
+    first, _, _ = teacher
+    config = TrainConfig(**{**SMOKE, "histograms": False, "teacher": str(first), "teacher_temperature": 4.0})
+    taught = train(config, tmp_path / "taught", verbose=0, teacher_targets=teacher_targets(config))
+    assert json.loads((taught.run_dir / "config.json").read_text())["teacher_temperature"] == 4.0
+    # Accuracy reads the label half of the 20-wide targets; validation's loss is the plain cross-entropy.
+    assert set(taught.history) >= {"accuracy", "val_accuracy", "loss", "val_loss"}
+    assert taught.val_accuracy > 0.5
+    assert taught.history["accuracy"][-1] > 0.5  # an argmax over all 20 columns would never match: 0
+    assert recipe(config.__dict__) != recipe({**config.__dict__, "teacher_temperature": None})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"teacher": "runs/t", "teacher_temperature": 0.0}, r"^--teacher-temperature must be > 0 \(got 0.0\)$"),
+        ({"teacher_temperature": 4.0}, r"^--teacher-temperature needs --teacher$"),
+    ],
+)
+def test_the_teacher_temperature_is_checked(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        train_smoke(tmp_path / "run", **changes)
