@@ -54,9 +54,11 @@ def test_a_probability_that_underflowed_to_zero_leaves_the_loss_finite():
     teacher = softmax(np.array([[5.0, 4.0] + [0.0] * 8]), 4.0)
     target = np.concatenate([teacher, np.eye(10)[[0]]], axis=1)
     loss = float(DistillationLoss(4.0, 0.7)(target, probabilities))
-    assert np.isfinite(loss)
-    # The zero classes sit SMALLEST_PROBABILITY's 69 nats below the top: the soft term is large, not inf.
-    assert 100 < loss < 1000
+    # The zero classes sit 69 nats (a floor of 1e-30) below the top: the soft term is large, not inf,
+    # and the label's term is nil (the top class is the label, at probability 1).
+    floored = np.log(np.maximum(probabilities.astype(np.float64), 1e-30))
+    soft = -(teacher * _log_softmax(floored / 4.0)).sum() * 16.0
+    assert np.isfinite(loss) and loss == pytest.approx(0.7 * soft, rel=1e-4)
 
 
 def test_the_accuracy_reads_the_label_half_of_a_distillation_target():
