@@ -289,14 +289,20 @@ def test_recording_rules_evaluate_on_the_real_series(prometheus, traffic):
     assert all(0 < value <= 10 for value in p99.values())
     review = prometheus.query("garment_sorter:review:ratio_rate1h")
     assert set(review) == {()} and 0 <= review[()] <= 1
-    # Healthy service, fresh traffic: nothing fires. The one alert these synthetic images may
-    # start (pending for its 30 minutes) is the manual-review share, and only if over 25 % of
-    # the answers said needs_review.
+    # Healthy service, fresh traffic: nothing fires. The alerts this burst may start (pending, for
+    # their 30 and 10 minutes) are the manual-review share, only if over 25 % of the answers said
+    # needs_review, and the latency SLO, only if the recorded p99 of /classify is over its 250 ms:
+    # 16 clients at once on a CI machine that runs other tests beside this one can take it there.
     answers = [r.json() for r in traffic["singles"]]
     answers += [item["result"] for r in traffic["batches"] for item in r.json()["results"]]
     review_share = sum(a["needs_review"] for a in answers) / len(answers)
+    may_start = {("GarmentSorterReviewRateHigh", "pending")} if review_share > 0.25 else set()
+    # The rule is evaluated apart from this query, on a window a few seconds later: a p99 within
+    # 20 % of the SLO may be on either side of it there.
+    if p99[("/classify",)] > 0.8 * 0.25:
+        may_start.add(("GarmentSorterLatencyP99AboveSLO", "pending"))
     alerts = {(a["labels"]["alertname"], a["state"]) for a in prometheus.api("alerts")["alerts"]}
-    assert alerts <= ({("GarmentSorterReviewRateHigh", "pending")} if review_share > 0.25 else set())
+    assert alerts <= may_start
     groups = prometheus.api("rules")["groups"]
     assert sorted(g["name"] for g in groups) == ["garment-sorter.alerts", "garment-sorter.recording"]
     assert all(rule["health"] == "ok" for g in groups for rule in g["rules"])
